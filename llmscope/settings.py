@@ -1,0 +1,102 @@
+"""The one settings object every role reads: environment `LLMSCOPE_*`, validated at start."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names it in one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LLMSCOPE_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(Path(".llmscope"), description="Where `up` keeps chDB data and the dev key.")
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
+    # Real Kafka supports idempotent producers; the embedded tansu broker does not (InitProducerId
+    # fails), so `up` switches this off and relies on acks=all plus idempotent sinks.
+    kafka_idempotence: bool = True
+    kafka_compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = "zstd"
+    ingest_topic: str = "llmscope-ingest"
+    deadletter_topic: str = "llmscope-deadletter"
+    topic_partitions: PositiveInt = 4
+    topic_replication: PositiveInt = 1
+    produce_timeout_seconds: PositiveFloat = 5.0
+    # Messages above this are split; stays under Kafka's default 1 MiB max message size.
+    max_message_bytes: PositiveInt = 900 * 1024
+
+    clickhouse_url: str | None = Field(
+        None, description="http(s)://user:password@host:8123 of a ClickHouse server; unset = embedded chDB."
+    )
+    clickhouse_database: str = "llmscope"
+    retention_days: PositiveInt = 30
+
+    redis_url: str | None = Field(None, description="redis://host:6379/0; unset = in-process equivalents.")
+
+    ingest_host: str = "0.0.0.0"
+    ingest_port: int = Field(4318, ge=0, le=65535)
+    query_host: str = "0.0.0.0"
+    query_port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: PositiveInt = Field(64 * MiB, description="OTLP body limit, enforced after decompression.")
+
+    api_key_cache_seconds: PositiveFloat = 30.0
+    rate_limit_per_key: PositiveFloat = Field(200.0, description="Requests per second per API key.")
+    rate_limit_per_tenant: PositiveFloat = Field(500.0, description="Requests per second per tenant.")
+    rate_limit_burst_seconds: PositiveFloat = Field(2.0, description="Bucket size, in seconds of the rate.")
+
+    sink_batch_size: PositiveInt = 5000
+    sink_batch_seconds: PositiveFloat = 0.5
+    worker_name: str = "llmscope-worker"
+    worker_web_port: int = Field(6066, ge=0, le=65535)
+
+    @field_validator("clickhouse_database")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be a plain identifier (letters, digits, underscore)")
+        return value
+
+    @field_validator("ingest_topic", "deadletter_topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if not _TOPIC.match(value):
+            raise ValueError("must be a Kafka topic name (letters, digits, '.', '_', '-')")
+        return value
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value or None
+
+    @property
+    def embedded_store(self) -> bool:
+        return self.clickhouse_url is None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build and validate settings; a bad value becomes one line naming `LLMSCOPE_<NAME>`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "LLMSCOPE_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise SettingsError(f"invalid setting {name}: {first['msg']}") from None
+
+
+@lru_cache(maxsize=1)
+def settings_from_env() -> Settings:
+    return load_settings()

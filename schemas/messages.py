@@ -1,0 +1,62 @@
+"""What travels on the topics: one contract for the producer (ingest) and the consumers (streams)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Header names on every message of the ingest topic.
+HEADER_TENANT = "llmscope-tenant"
+HEADER_FORMAT = "llmscope-format"
+HEADER_RECEIVED_AT = "llmscope-received-at-ns"
+
+# Values of HEADER_FORMAT. The value bytes are:
+FORMAT_OTLP_TRACES = "otlp-traces-v1"  # a serialized ExportTraceServiceRequest, only valid spans
+
+# Dead-letter messages keep the original value and headers and add:
+HEADER_DLQ_REASON = "llmscope-dlq-reason"
+HEADER_DLQ_SOURCE = "llmscope-dlq-source"  # "topic/partition/offset"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestMessage:
+    tenant_id: str
+    format: str
+    received_at_ns: int
+    value: bytes
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (HEADER_TENANT, self.tenant_id.encode()),
+            (HEADER_FORMAT, self.format.encode()),
+            (HEADER_RECEIVED_AT, str(self.received_at_ns).encode()),
+        ]
+
+
+class MalformedMessage(Exception):
+    """A message on a topic that cannot be decoded: it goes to the dead-letter topic with this reason."""
+
+
+def parse_headers(headers: object) -> dict[str, str]:
+    """Kafka headers (list of (str, bytes) or a mapping) as a str→str dict; undecodable headers are poison."""
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    try:
+        return {str(k): (v.decode() if isinstance(v, (bytes, bytearray)) else str(v)) for k, v in items}
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage(f"header is not UTF-8: {exc}") from None
+
+
+def ingest_message_from(value: bytes | None, headers: object) -> IngestMessage:
+    parsed = parse_headers(headers)
+    tenant = parsed.get(HEADER_TENANT, "")
+    fmt = parsed.get(HEADER_FORMAT, "")
+    if not tenant:
+        raise MalformedMessage(f"missing header {HEADER_TENANT}")
+    if not fmt:
+        raise MalformedMessage(f"missing header {HEADER_FORMAT}")
+    if value is None:
+        raise MalformedMessage("empty message value")
+    try:
+        received = int(parsed.get(HEADER_RECEIVED_AT, "0"))
+    except ValueError:
+        raise MalformedMessage(f"header {HEADER_RECEIVED_AT} is not an integer") from None
+    return IngestMessage(tenant_id=tenant, format=fmt, received_at_ns=received, value=bytes(value))
