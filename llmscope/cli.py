@@ -1,0 +1,75 @@
+"""`llmscope <role>`: one command for every role; settings are validated before anything starts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from llmscope.settings import Settings, SettingsError, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmscope", description="LLMScope: observability for LLM applications.")
+    roles = parser.add_subparsers(dest="role", required=True, metavar="ROLE")
+    up = roles.add_parser("up", help="embedded default: broker, ingest, worker and query in one process over chDB")
+    up.add_argument("--data-dir", type=Path, default=None, help="where data lives (default ./.llmscope)")
+    up.add_argument("--ingest-port", type=int, default=None, help="OTLP/HTTP port (default 4318)")
+    up.add_argument("--query-port", type=int, default=None, help="query API port (default 8000)")
+    roles.add_parser("ingest", help="OTLP/HTTP and SDK event endpoints (Kafka producer)")
+    roles.add_parser("worker", help="the Faust stream agents")
+    roles.add_parser("query", help="query API")
+    roles.add_parser("migrate", help="apply ClickHouse schema migrations, then exit")
+    keys = roles.add_parser("create-key", help="create a tenant API key and print it once")
+    keys.add_argument("--tenant", required=True)
+    keys.add_argument("--name", default="")
+    keys.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest, read, admin")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    for option, name in (("data_dir", "data_dir"), ("ingest_port", "ingest_port"), ("query_port", "query_port")):
+        value = getattr(args, option, None)
+        if value is not None:
+            overrides[name] = value
+    if args.role == "up":
+        overrides.setdefault("topic_partitions", 2)
+    return load_settings(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"llmscope: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from llmscope import roles
+
+    if args.role == "migrate":
+        applied = roles.migrate(settings)
+        print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+        return 0
+    if args.role == "create-key":
+        from ingest.auth import create_key
+        from llmscope.storage import open_store
+
+        store = open_store(settings)
+        try:
+            print(create_key(store, args.tenant, args.name, {s.strip() for s in args.scopes.split(",") if s.strip()}))
+        finally:
+            store.close()
+        return 0
+    runner = {"up": roles.run_up, "ingest": roles.run_ingest, "worker": roles.run_worker, "query": roles.run_query}
+    asyncio.run(runner[args.role](settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The Kafka adapter: topic creation and the ingest producer (acks=all, ack only after the broker has it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from llmscope.errors import Unavailable
+from llmscope.settings import Settings
+from schemas.messages import IngestMessage
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create the pipeline's topics if missing; existing topics are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication)
+            for name in (settings.ingest_topic, settings.deadletter_topic)
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another replica created it between list and create
+    finally:
+        await admin.close()
+
+
+class IngestProducer:
+    """Writes ingest messages; `send` returns only once the broker acknowledged (acks=all)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    def _build(self) -> AIOKafkaProducer:
+        s = self._settings
+        options: dict[str, object] = {
+            "bootstrap_servers": s.kafka_bootstrap_servers,
+            "compression_type": None if s.kafka_compression == "none" else s.kafka_compression,
+            "linger_ms": 5,
+            "max_batch_size": 1024 * 1024,
+            "max_request_size": 1024 * 1024 + 64 * 1024,
+            "request_timeout_ms": int(s.produce_timeout_seconds * 1000),
+        }
+        if s.kafka_idempotence:
+            options["enable_idempotence"] = True  # implies acks=all
+        else:
+            options["acks"] = "all"
+        return AIOKafkaProducer(**options)
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def connect(self) -> None:
+        """Connect once; a failure leaves the producer disconnected (ingest then answers 503)."""
+        async with self._lock:
+            if self._producer is not None:
+                return
+            producer = self._build()
+            try:
+                await asyncio.wait_for(producer.start(), self._settings.produce_timeout_seconds)
+            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+                await producer.stop()
+                raise Unavailable(f"Kafka is unreachable at {self._settings.kafka_bootstrap_servers}: {exc!r}")
+            self._producer = producer
+
+    async def send(self, message: IngestMessage, key: bytes | None = None) -> None:
+        if self._producer is None:
+            await self.connect()
+        assert self._producer is not None
+        try:
+            future = await self._producer.send(
+                self._settings.ingest_topic, message.value, key=key, headers=message.headers()
+            )
+            await asyncio.wait_for(future, self._settings.produce_timeout_seconds)
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            log.warning("produce failed: %r", exc)
+            raise Unavailable("the message broker did not acknowledge the write; retry later") from None
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+async def consumer_lag(settings: Settings, group: str) -> int:
+    """Messages in the ingest topic not yet committed by `group` (all partitions)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads metadata for every topic
+        partitions = consumer.partitions_for_topic(settings.ingest_topic) or set()
+        tps = [TopicPartition(settings.ingest_topic, p) for p in partitions]
+        ends = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)) for tp in tps)
+    finally:
+        await consumer.stop()
+        await admin.close()

@@ -1,0 +1,189 @@
+"""The roles behind `llmscope <role>`: each builds its components, serves, and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from ingest.app import create_ingest_app
+from ingest.auth import KeyResolver, create_key
+from ingest.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from llmscope.broker import EmbeddedBroker
+from llmscope.http import Server, make_server
+from llmscope.kafka import IngestProducer, consumer_lag, ensure_topics
+from llmscope.settings import Settings
+from llmscope.storage import Store, open_store
+from llmscope.storage.migrate import apply_migrations
+from query.app import create_query_app
+from streams.app import create_worker_app
+
+log = logging.getLogger("llmscope")
+
+DEV_TENANT = "dev"
+DRAIN_SECONDS = 15.0
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _limiter(settings: Settings) -> RateLimiter:
+    args = (settings.rate_limit_per_key, settings.rate_limit_per_tenant, settings.rate_limit_burst_seconds)
+    if settings.redis_url:
+        return RedisRateLimiter(settings.redis_url, *args)
+    return LocalRateLimiter(*args)
+
+
+async def _serve(servers: list[Server]) -> list[asyncio.Task[None]]:
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    while not all(s.started for s in servers):
+        for t in tasks:
+            if t.done():
+                t.result()  # re-raise a bind error
+                raise RuntimeError("HTTP server stopped during start-up")
+        await asyncio.sleep(0.02)
+    return tasks
+
+
+async def _stop_servers(servers: list[Server], tasks: list[asyncio.Task[None]]) -> None:
+    for s in servers:
+        s.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or _stop_event()
+    store = open_store(settings)
+    producer = IngestProducer(settings)
+    try:
+        await ensure_topics(settings)
+        await producer.connect()
+    except Exception as exc:  # start anyway: /ready reports it and requests get 503 until Kafka is back
+        log.warning("Kafka not available at start: %s", exc)
+    resolver = KeyResolver(store, settings.api_key_cache_seconds)
+    app = create_ingest_app(settings, store, producer, resolver, _limiter(settings))
+    servers = [make_server(app, settings.ingest_host, settings.ingest_port)]
+    tasks = await _serve(servers)
+    log.info("ingest listening on %s:%d", settings.ingest_host, settings.ingest_port)
+    await stop.wait()
+    await _stop_servers(servers, tasks)
+    await producer.close()
+    store.close()
+
+
+async def run_query(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or _stop_event()
+    store = open_store(settings)
+    app = create_query_app(settings, store, KeyResolver(store, settings.api_key_cache_seconds))
+    servers = [make_server(app, settings.query_host, settings.query_port)]
+    tasks = await _serve(servers)
+    log.info("query API listening on %s:%d", settings.query_host, settings.query_port)
+    await stop.wait()
+    await _stop_servers(servers, tasks)
+    store.close()
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or _stop_event()
+    store = open_store(settings)
+    await ensure_topics(settings)
+    app, _sink = create_worker_app(settings, store)
+    await app.start()
+    log.info("worker %s consuming %s", settings.worker_name, settings.ingest_topic)
+    await stop.wait()
+    await app.stop()
+    store.close()
+
+
+def migrate(settings: Settings) -> list[str]:
+    store = open_store(settings)
+    try:
+        return apply_migrations(store, settings.retention_days)
+    finally:
+        store.close()
+
+
+def dev_key(store: Store, data_dir: Path) -> str:
+    """The dev tenant's key, created on first start and kept in <data-dir>/dev-api-key."""
+    path = data_dir / "dev-api-key"
+    if path.exists():
+        return path.read_text().strip()
+    key = create_key(store, DEV_TENANT, "dev key created by llmscope up", {"ingest", "read", "admin"})
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def banner(settings: Settings, broker: EmbeddedBroker, key: str) -> str:
+    ingest = f"http://127.0.0.1:{settings.ingest_port}"
+    query = f"http://127.0.0.1:{settings.query_port}"
+    return "\n".join(
+        [
+            f"LLMScope is up: tansu broker on {broker.bootstrap}, chDB in {settings.data_dir / 'chdb'}",
+            "Point any OpenTelemetry exporter at it:",
+            f"  export OTEL_EXPORTER_OTLP_ENDPOINT={ingest}",
+            f"  export OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20{key}",
+            f"Read traces: curl -H 'Authorization: Bearer {key}' {query}/api/v1/traces",
+            f"Query API docs: {query}/docs   (API key saved in {settings.data_dir / 'dev-api-key'})",
+            "Ctrl-C stops everything.",
+        ]
+    )
+
+
+async def run_up(settings: Settings, stop: asyncio.Event | None = None, announce: bool = True) -> None:
+    """Broker, migrations, ingest, worker and query in one process over chDB (see ARCHITECTURE.md)."""
+    stop = stop or _stop_event()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    broker = await asyncio.to_thread(EmbeddedBroker.start)
+    async with AsyncExitStack() as exits:
+        exits.callback(broker.stop)
+        # tansu has no idempotent producer (InitProducerId fails); acks=all still holds.
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap, "kafka_idempotence": False})
+        store = open_store(settings)
+        exits.callback(store.close)
+        apply_migrations(store, settings.retention_days)
+        key = dev_key(store, settings.data_dir)
+        await ensure_topics(settings)
+
+        worker, _sink = create_worker_app(settings, store)
+        await worker.start()
+        exits.push_async_callback(worker.stop)
+
+        producer = IngestProducer(settings)
+        await producer.connect()
+        resolver = KeyResolver(store, settings.api_key_cache_seconds)
+        ingest_server = make_server(
+            create_ingest_app(settings, store, producer, resolver, _limiter(settings)), settings.ingest_host, settings.ingest_port
+        )
+        query_server = make_server(create_query_app(settings, store, resolver), settings.query_host, settings.query_port)
+        ingest_tasks = await _serve([ingest_server])
+        query_tasks = await _serve([query_server])
+        if announce:
+            print(banner(settings, broker, key), flush=True)
+        await stop.wait()
+        log.info("stopping: ingest first, then draining the broker into the store")
+        await _stop_servers([ingest_server], ingest_tasks)
+        await producer.close()
+        # The embedded broker keeps messages in memory only: store everything acknowledged before it goes.
+        await _drain(settings)
+        await _stop_servers([query_server], query_tasks)
+
+
+async def _drain(settings: Settings) -> None:
+    deadline = asyncio.get_running_loop().time() + DRAIN_SECONDS
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            if await consumer_lag(settings, settings.worker_name) == 0:
+                return
+        except Exception as exc:
+            log.warning("cannot read consumer lag: %s", exc)
+            return
+        await asyncio.sleep(0.2)
+    log.warning("stopped with messages still in the broker after %.0fs of draining", DRAIN_SECONDS)

@@ -1,0 +1,69 @@
+"""The store interface every reader and writer uses; engines differ only in transport."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+import polars as pl
+import pyarrow as pa
+
+
+class StoreError(Exception):
+    """The store failed or is unreachable; callers treat it as retryable."""
+
+
+class Store(abc.ABC):
+    """ClickHouse SQL with server-side parameters (`{name:Type}`), results as Arrow/polars.
+
+    Methods are blocking; async callers use the `a*` wrappers, which run them on a thread so
+    the event loop keeps serving while ClickHouse works.
+    """
+
+    database: str
+
+    @abc.abstractmethod
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table: ...
+
+    @abc.abstractmethod
+    def insert_json(self, table: str, body: bytes, settings: Mapping[str, Any] | None = None) -> None:
+        """Insert newline-delimited JSON rows (JSONEachRow) into `table` in one INSERT."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        return pl.from_arrow(self.query_arrow(sql, params))  # type: ignore[return-value]
+
+    def insert_rows(
+        self, table: str, rows: Iterable[Mapping[str, Any]], dedup_token: str | None = None
+    ) -> None:
+        body = b"\n".join(orjson.dumps(row) for row in rows)
+        if not body:
+            return
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        self.insert_json(table, body, settings)
+
+    async def aquery(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        return await asyncio.to_thread(self.query, sql, params)
+
+    async def acommand(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        await asyncio.to_thread(self.command, sql, params)
+
+    async def ainsert_rows(
+        self, table: str, rows: list[Mapping[str, Any]], dedup_token: str | None = None
+    ) -> None:
+        await asyncio.to_thread(self.insert_rows, table, rows, dedup_token)
+
+    def ping(self) -> bool:
+        try:
+            self.query_arrow("SELECT 1")
+            return True
+        except StoreError:
+            return False

@@ -1,0 +1,56 @@
+"""Embedded engine: chDB in this process, persisted under the data directory."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from llmscope.storage.base import Store, StoreError
+
+
+class ChdbStore(Store):
+    def __init__(self, path: Path, database: str) -> None:
+        from chdb import session
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.database = database
+        self.path = path
+        # chDB allows one data path per process; one session serialised by a lock keeps
+        # per-handle state (and the "open streaming query" pitfall) out of the picture.
+        self._lock = threading.Lock()
+        try:
+            self._session = session.Session(str(path))
+        except Exception as exc:  # chDB raises bare RuntimeError when another process holds the path
+            raise StoreError(f"cannot open chDB data directory {path}: {exc}") from exc
+
+    def _run(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> Any:
+        try:
+            with self._lock:
+                return self._session.query(sql, fmt, params=dict(params) if params else None)
+        except Exception as exc:
+            raise StoreError(str(exc).strip()) from exc
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self._run(sql, "CSV", params)
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        result = self._run(sql, "Arrow", params)
+        data = result.bytes()
+        if not data:
+            return pa.table({})
+        return pa.ipc.open_file(pa.BufferReader(data)).read_all()
+
+    def insert_json(self, table: str, body: bytes, settings: Mapping[str, Any] | None = None) -> None:
+        clause = ""
+        if settings:
+            # Setting values are our own tokens (topic/partition/offset ranges), never user input.
+            clause = " SETTINGS " + ", ".join(f"{k}='{v}'" for k, v in settings.items())
+        self._run(f"INSERT INTO {table}{clause} FORMAT JSONEachRow\n" + body.decode(), "CSV", None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()

@@ -1,0 +1,48 @@
+"""Dependencies every router uses: the caller's tenant (from the API key) and the store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from ingest.auth import Principal
+from llmscope.errors import BadRequest
+from llmscope.http import authenticate
+from llmscope.storage import Store
+
+
+async def reader(request: Request) -> Principal:
+    return await authenticate(request, request.app.state.resolver, "read")
+
+
+def store(request: Request) -> Store:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+Reader = Annotated[Principal, Depends(reader)]
+StoreDep = Annotated[Store, Depends(store)]
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class TimeRange:
+    """`start`/`end` (RFC 3339 or Unix seconds); defaults to the last 24 hours."""
+
+    def __init__(
+        self,
+        start: Annotated[datetime | None, Query(description="Inclusive start (RFC 3339 or Unix seconds).")] = None,
+        end: Annotated[datetime | None, Query(description="Exclusive end; default now.")] = None,
+    ) -> None:
+        now = datetime.now(timezone.utc)
+        self.end = _utc(end) if end else now + timedelta(minutes=1)
+        self.start = _utc(start) if start else self.end - timedelta(days=1)
+        if self.start >= self.end:
+            raise BadRequest("start must be before end")
+
+    def params(self) -> dict[str, str]:
+        fmt = "%Y-%m-%d %H:%M:%S.%f"
+        return {"start": self.start.strftime(fmt), "end": self.end.strftime(fmt)}

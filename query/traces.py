@@ -1,0 +1,243 @@
+"""Traces: list with filters and cursor pagination, and one trace with all its spans."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from llmscope.errors import BadRequest, NotFound
+from query.deps import Reader, StoreDep, TimeRange
+
+router = APIRouter(prefix="/api/v1/traces", tags=["traces"])
+_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+class TraceSummary(BaseModel):
+    trace_id: str
+    root_span_name: str
+    service: str
+    start_time: datetime
+    duration_ms: float
+    span_count: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    status: str
+
+
+class TracePage(BaseModel):
+    data: list[TraceSummary]
+    next_cursor: str | None
+
+
+class SpanEventOut(BaseModel):
+    time: datetime
+    name: str
+    attributes: dict[str, str]
+
+
+class SpanOut(BaseModel):
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str
+    service: str
+    operation: str
+    model: str
+    provider: str
+    start_time: datetime
+    duration_ms: float
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    status: str
+    status_message: str
+    session_id: str
+    user_id: str
+    attributes: dict[str, str]
+    resource_attributes: dict[str, str]
+    events: list[SpanEventOut]
+
+
+class TraceDetail(BaseModel):
+    trace_id: str
+    spans: list[SpanOut]
+
+
+class TraceResponse(BaseModel):
+    data: TraceDetail
+    next_cursor: None = None
+
+
+class TraceFilters:
+    def __init__(
+        self,
+        service: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        status: Literal["ok", "error", "unset"] | None = None,
+        session_id: str | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        # A trace matches when any of its spans matches each given filter.
+        self.span_filters = {
+            "service_name": service,
+            "model": model,
+            "provider": provider,
+            "session_id": session_id,
+            "user_id": user_id,
+        }
+        self.status = status
+
+
+def _encode_cursor(start_ns: int, trace_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{start_ns}:{trace_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        start, trace_id = raw.split(":", 1)
+        if not _HEX32.match(trace_id):
+            raise ValueError
+        return int(start), trace_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("cursor is not valid; pass next_cursor from a previous page unchanged") from None
+
+
+def _ns_to_dt(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+
+
+def _money(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _as_dict(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        return value
+    return {item["key"]: item["value"] for item in value or []}
+
+
+@router.get("", response_model=TracePage, summary="List traces, newest first")
+async def list_traces(
+    principal: Reader,
+    store: StoreDep,
+    window: Annotated[TimeRange, Depends()],
+    filters: Annotated[TraceFilters, Depends()],
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> TracePage:
+    params: dict[str, Any] = {"tenant": principal.tenant_id, **window.params(), "limit": limit + 1}
+    having = []
+    for column, value in filters.span_filters.items():
+        if value is not None:
+            params[column] = value
+            having.append(f"countIf({column} = {{{column}:String}}) > 0")
+    if filters.status is not None:
+        params["status"] = filters.status
+        having.append("status = {status:String}")
+    if cursor:
+        params["cursor_ns"], params["cursor_trace"] = _decode_cursor(cursor)
+        having.append("(start_ns, trace_id) < ({cursor_ns:Int64}, {cursor_trace:String})")
+    sql = f"""
+        SELECT
+            trace_id,
+            toUnixTimestamp64Nano(min(start_time)) AS start_ns,
+            toUnixTimestamp64Nano(max(end_time)) AS end_ns,
+            argMin(name, (parent_span_id != '', start_time)) AS root_span_name,
+            argMin(service_name, (parent_span_id != '', start_time)) AS service,
+            count() AS span_count,
+            sum(input_tokens) AS input_tokens,
+            sum(output_tokens) AS output_tokens,
+            sum(cost_usd) AS cost_usd,
+            multiIf(countIf(status_code = 'error') > 0, 'error', countIf(status_code = 'ok') > 0, 'ok', 'unset') AS status
+        FROM {store.database}.spans FINAL
+        WHERE tenant_id = {{tenant:String}}
+          AND start_time >= {{start:DateTime64(9, 'UTC')}} AND start_time < {{end:DateTime64(9, 'UTC')}}
+        GROUP BY trace_id
+        {"HAVING " + " AND ".join(having) if having else ""}
+        ORDER BY start_ns DESC, trace_id DESC
+        LIMIT {{limit:UInt32}}
+    """
+    rows = (await store.aquery(sql, params)).to_dicts()
+    page, more = rows[:limit], len(rows) > limit
+    items = [
+        TraceSummary(
+            trace_id=r["trace_id"],
+            root_span_name=r["root_span_name"],
+            service=r["service"],
+            start_time=_ns_to_dt(r["start_ns"]),
+            duration_ms=(r["end_ns"] - r["start_ns"]) / 1e6,
+            span_count=r["span_count"],
+            input_tokens=r["input_tokens"],
+            output_tokens=r["output_tokens"],
+            cost_usd=_money(r["cost_usd"]),
+            status=r["status"],
+        )
+        for r in page
+    ]
+    next_cursor = _encode_cursor(page[-1]["start_ns"], page[-1]["trace_id"]) if more and page else None
+    return TracePage(data=items, next_cursor=next_cursor)
+
+
+@router.get("/{trace_id}", response_model=TraceResponse, summary="One trace with every span")
+async def get_trace(trace_id: str, principal: Reader, store: StoreDep) -> TraceResponse:
+    if not _HEX32.match(trace_id):
+        raise BadRequest("trace_id must be 32 hexadecimal characters")
+    trace_id = trace_id.lower()
+    sql = f"""
+        SELECT span_id, parent_span_id, name, kind, service_name, operation, model, provider,
+               toUnixTimestamp64Nano(start_time) AS start_ns, duration_ns,
+               input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_usd,
+               status_code, status_message, session_id, user_id, attributes, resource_attributes,
+               arrayMap(e -> (toUnixTimestamp64Nano(e.1), e.2, e.3), events) AS events
+        FROM {store.database}.spans FINAL
+        WHERE tenant_id = {{tenant:String}} AND trace_id = {{trace_id:String}}
+        ORDER BY start_time, span_id
+    """
+    rows = (await store.aquery(sql, {"tenant": principal.tenant_id, "trace_id": trace_id})).to_dicts()
+    if not rows:
+        raise NotFound(f"trace {trace_id} not found")
+    spans = [
+        SpanOut(
+            span_id=r["span_id"],
+            parent_span_id=r["parent_span_id"] or None,
+            name=r["name"],
+            kind=r["kind"],
+            service=r["service_name"],
+            operation=r["operation"],
+            model=r["model"],
+            provider=r["provider"],
+            start_time=_ns_to_dt(r["start_ns"]),
+            duration_ms=r["duration_ns"] / 1e6,
+            input_tokens=r["input_tokens"],
+            output_tokens=r["output_tokens"],
+            cached_input_tokens=r["cached_input_tokens"],
+            reasoning_tokens=r["reasoning_tokens"],
+            cost_usd=_money(r["cost_usd"]),
+            status=r["status_code"],
+            status_message=r["status_message"],
+            session_id=r["session_id"],
+            user_id=r["user_id"],
+            attributes=_as_dict(r["attributes"]),
+            resource_attributes=_as_dict(r["resource_attributes"]),
+            events=[_event(e) for e in r["events"]],
+        )
+        for r in rows
+    ]
+    return TraceResponse(data=TraceDetail(trace_id=trace_id, spans=spans))
+
+
+def _event(e: Any) -> SpanEventOut:
+    values = list(e.values()) if isinstance(e, dict) else list(e)
+    return SpanEventOut(time=_ns_to_dt(values[0]), name=values[1], attributes=_as_dict(values[2]))
