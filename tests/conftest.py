@@ -1,0 +1,124 @@
+"""Session fixtures that start real parts once: a tansu broker, a chDB store, `llmscope up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ingest.auth import create_key
+from llmscope.broker import EmbeddedBroker, free_port
+from llmscope.settings import Settings, load_settings
+from llmscope.storage import Store, open_store
+from llmscope.storage.migrate import apply_migrations
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    b = EmbeddedBroker.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("llmscope")
+
+
+@pytest.fixture(scope="session")
+def settings(broker: EmbeddedBroker, data_dir: Path) -> Settings:
+    # chDB allows one data path per process: every in-process test shares this one.
+    return load_settings(
+        data_dir=data_dir,
+        kafka_bootstrap_servers=broker.bootstrap,
+        kafka_idempotence=False,
+        topic_partitions=2,
+        ingest_topic="test-ingest",
+        deadletter_topic="test-deadletter",
+        worker_name="test-worker",
+        sink_batch_seconds=0.1,
+    )
+
+
+@pytest.fixture(scope="session")
+def store(settings: Settings) -> Iterator[Store]:
+    s = open_store(settings)
+    apply_migrations(s, settings.retention_days)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def tenant_keys(store: Store) -> dict[str, str]:
+    """Keys for two tenants, plus keys with a single scope, to test isolation and scopes."""
+    return {
+        "a": create_key(store, "tenant-a", "a", {"ingest", "read", "admin"}),
+        "b": create_key(store, "tenant-b", "b", {"ingest", "read", "admin"}),
+        "a_ingest_only": create_key(store, "tenant-a", "a ingest", {"ingest"}),
+        "a_read_only": create_key(store, "tenant-a", "a read", {"read"}),
+    }
+
+
+class UpProcess:
+    def __init__(self, process: subprocess.Popen[str], ingest: str, query: str, key: str, log: Path) -> None:
+        self.process, self.ingest_url, self.query_url, self.key, self.log = process, ingest, query, key, log
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def start_up(data_dir: Path, *extra: str, timeout: float = 90.0) -> UpProcess:
+    ingest_port, query_port = free_port(), free_port()
+    log = data_dir / f"up-{ingest_port}.log"
+    env = {**os.environ, "LLMSCOPE_INGEST_HOST": "127.0.0.1", "LLMSCOPE_QUERY_HOST": "127.0.0.1"}
+    cmd = [sys.executable, "-m", "llmscope.cli", "up", "--data-dir", str(data_dir),
+           "--ingest-port", str(ingest_port), "--query-port", str(query_port), *extra]
+    process = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llmscope up exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        if "Ctrl-C stops everything" in log.read_text():
+            key = (data_dir / "dev-api-key").read_text().strip()
+            return UpProcess(process, f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{query_port}", key, log)
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"llmscope up not ready in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def stop_up(up: UpProcess, timeout: float = 60.0) -> int:
+    up.process.send_signal(signal.SIGTERM)
+    return up.process.wait(timeout)
+
+
+@pytest.fixture(scope="session")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    """`llmscope up` as a user runs it, in its own process (it owns its own chDB directory)."""
+    running = start_up(tmp_path_factory.mktemp("up"))
+    yield running
+    stop_up(running)
+
+
+@pytest.fixture
+async def up_client(up: UpProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    """Poll until predicate() is truthy; return its value or fail with the last one."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
