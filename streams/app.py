@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -60,6 +61,8 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
                 continue
             spans.extend(decoded)
             stamps.extend([message.received_at_ns] * len(decoded))
+            # Normalising a batch takes tens of ms; in `up` the same loop serves ingest and query.
+            await asyncio.sleep(0)
         offsets = [SourceOffset(e.message.topic, e.message.partition, e.message.offset) for e in events]
         await sink.write([s.to_row(t) for s, t in zip(spans, stamps)], dedup_token(offsets))
 
