@@ -16,8 +16,8 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    ValidationError,
     Tag,
+    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -36,9 +36,7 @@ _MIN_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
 _MAX_NS = 4_102_444_800 * 10**9  # 2100-01-01T00:00:00Z
 _MAX_LATENCY_MS = 7 * 24 * 3600 * 1000.0
 _MAX_TOKENS = 2**32 - 1
-_RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$")
 # LLM inference is a call out of the process (OTel GenAI: CLIENT); agents, tools and user spans are INTERNAL.
 _CLIENT_OPERATIONS = frozenset({"chat", "completion", "text_completion", "embeddings", "generate_content"})
 
@@ -136,7 +134,8 @@ class ChatMessage(BaseModel):
 
 # A callable discriminator names the branch in error paths ("input.messages.0.role") instead of every union member.
 Content = Annotated[
-    Annotated[str, Tag("text")] | Annotated[list[ChatMessage], Tag("messages")], Discriminator(
+    Annotated[str, Tag("text")] | Annotated[list[ChatMessage], Tag("messages")],
+    Discriminator(
         _content_kind, custom_error_type="content_type", custom_error_message="must be a string or a list of messages"
     ),
 ]
@@ -312,7 +311,7 @@ def validate_batch(payload: Any, max_events: int = DEFAULT_MAX_EVENTS) -> tuple[
 
 
 def event_to_span(event: LLMEvent, tenant_id: str) -> Span:
-    """The stored span of one event: typed columns for what the pipeline queries, `llmscope.*` attributes for the rest."""
+    """The stored span of one event: typed columns for what is queried, `llmscope.*` attributes for the rest."""
     end_ns = event.end_ns
     attributes = {"llmscope.event_id": event.id}
     if event.input is not None:

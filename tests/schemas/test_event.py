@@ -86,9 +86,7 @@ def test_hex_ids_are_validated_and_lowercased() -> None:
 
 def test_parent_needs_an_explicit_trace_and_must_differ_from_span() -> None:
     assert errors_of(parent_span_id="1" * 16)[0].startswith("trace_id: is required when parent_span_id is set")
-    assert errors_of(trace_id="a" * 32, span_id="1" * 16, parent_span_id="1" * 16) == [
-        "parent_span_id: equals span_id"
-    ]
+    assert errors_of(trace_id="a" * 32, span_id="1" * 16, parent_span_id="1" * 16) == ["parent_span_id: equals span_id"]
 
 
 def test_strict_types_and_unknown_fields() -> None:
@@ -118,9 +116,7 @@ def test_error_requires_error_status() -> None:
 
 
 def test_content_forms_and_size_cap() -> None:
-    event = LLMEvent.model_validate(
-        ev(input=[{"role": "user", "content": "hi", "tool_call_id": "x"}], output="hello")
-    )
+    event = LLMEvent.model_validate(ev(input=[{"role": "user", "content": "hi", "tool_call_id": "x"}], output="hello"))
     assert event.input is not None and event.input[0].model_dump(exclude_none=True)["tool_call_id"] == "x"
     (message,) = errors_of(output="x" * (MAX_CONTENT_BYTES + 1))
     assert message == f"output: is {MAX_CONTENT_BYTES + 3} bytes as JSON; at most {MAX_CONTENT_BYTES}"
