@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -42,11 +42,12 @@ class Store(abc.ABC):
         return pl.from_arrow(self.query_arrow(sql, params))  # type: ignore[return-value]
 
     def insert_rows(
-        self, table: str, rows: Iterable[Mapping[str, Any]], dedup_token: str | None = None
+        self, table: str, rows: Sequence[Mapping[str, Any]], dedup_token: str | None = None
     ) -> None:
-        body = b"\n".join(orjson.dumps(row) for row in rows)
-        if not body:
+        if not rows:
             return
+        # JSONEachRow also reads a JSON array; one orjson call is ~5x cheaper than one per row.
+        body = orjson.dumps(rows)
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         self.insert_json(table, body, settings)
 
@@ -57,7 +58,7 @@ class Store(abc.ABC):
         await asyncio.to_thread(self.command, sql, params)
 
     async def ainsert_rows(
-        self, table: str, rows: list[Mapping[str, Any]], dedup_token: str | None = None
+        self, table: str, rows: Sequence[Mapping[str, Any]], dedup_token: str | None = None
     ) -> None:
         await asyncio.to_thread(self.insert_rows, table, rows, dedup_token)
 
