@@ -11,21 +11,24 @@ from fastapi.responses import JSONResponse, Response
 
 from ingest.auth import KeyResolver
 from ingest.decompress import decompress
+from ingest.events import encode_event_messages, parse_events
 from ingest.otlp_codec import GRPC_CODE, decode_traces, encode_export_response, encode_status
-from ingest.otlp_validate import split_request, validate_spans
+from ingest.otlp_validate import Validated, split_request, validate_spans
 from ingest.ratelimit import RateLimiter
-from llmscope.errors import BadRequest, LLMScopeError, PayloadTooLarge
-from llmscope.http import RequestIdMiddleware, authenticate
+from llmscope.errors import BadRequest, LLMScopeError, PayloadTooLarge, UnsupportedMediaType
+from llmscope.http import RequestIdMiddleware, authenticate, error_response
 from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage
+from schemas.event import EventBatch
+from schemas.messages import FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, IngestMessage
 
 log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-# Decoding a large body would stall every other request on the loop; move it to a thread.
+# Decoding a large body (or any OTLP JSON, ~10x slower than protobuf) would stall every other
+# request on the loop; those go to a thread.
 _OFFLOAD_BYTES = 1024 * 1024
 
 
@@ -57,7 +60,10 @@ def create_ingest_app(
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(LLMScopeError)
-    async def _otlp_error(request: Request, exc: LLMScopeError) -> Response:
+    async def _error(request: Request, exc: LLMScopeError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return error_response(request, exc.status, exc.code, exc.message, exc.retry_after)
+        # OTLP paths answer with a google.rpc.Status in the request's encoding, as the spec says.
         as_json = _wants_json(request)
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         body = encode_status(GRPC_CODE.get(exc.status, 13), exc.message, as_json)
@@ -74,7 +80,7 @@ def create_ingest_app(
         raw = await read_body(request, settings.max_body_bytes)
         content_type = request.headers.get("content-type")
         encoding = request.headers.get("content-encoding")
-        if len(raw) > _OFFLOAD_BYTES:
+        if len(raw) > _OFFLOAD_BYTES or _wants_json(request):
             validated = await asyncio.to_thread(_decode, raw, content_type, encoding, settings.max_body_bytes)
         else:
             validated = _decode(raw, content_type, encoding, settings.max_body_bytes)
@@ -87,6 +93,28 @@ def create_ingest_app(
         as_json = _wants_json(request)
         body = encode_export_response(validated.rejected, validated.error_message, as_json)
         return Response(body, media_type=JSON if as_json else PROTOBUF)
+
+    @app.post(
+        "/api/v1/events",
+        summary="Submit SDK events (one event, or a batch as {\"events\": [...]}); JSON, gzip allowed",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": EventBatch.model_json_schema()}}}},
+    )
+    async def submit_events(request: Request) -> JSONResponse:
+        principal = await authenticate(request, resolver, "ingest")
+        await limiter.acquire(principal.tenant_id, principal.key_prefix)
+        if not _wants_json(request):
+            raise UnsupportedMediaType("events must be sent as application/json")
+        raw = await read_body(request, settings.events_max_bytes)
+        body = decompress(raw, request.headers.get("content-encoding"), settings.events_max_bytes)
+        events, rejected = parse_events(body, settings.events_max_count)
+        received = time.time_ns()
+        await asyncio.gather(
+            *(
+                producer.send(IngestMessage(principal.tenant_id, FORMAT_SDK_EVENTS, received, value))
+                for value in encode_event_messages(events, settings.max_message_bytes)
+            )
+        )
+        return JSONResponse({"accepted": len(events), "rejected": rejected})
 
     @app.get("/health", summary="Liveness")
     async def health() -> dict[str, str]:
@@ -107,7 +135,7 @@ def create_ingest_app(
     return app
 
 
-def _decode(raw: bytes, content_type: str | None, encoding: str | None, limit: int):  # type: ignore[no-untyped-def]
+def _decode(raw: bytes, content_type: str | None, encoding: str | None, limit: int) -> Validated:
     body = decompress(raw, encoding, limit)
     request = decode_traces(body, content_type)
     return validate_spans(request, now_ns=time.time_ns())

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
@@ -28,6 +29,13 @@ class RequestIdMiddleware(BaseHTTPMiddleware):
 
 def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", "") or uuid.uuid4().hex
+
+
+def error_response(request: Request, status: int, code: str, message: str, retry_after: int | None = None) -> JSONResponse:
+    """The one error shape of our JSON APIs: {"error": {"code", "message", "request_id"}}."""
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    body = {"error": {"code": code, "message": message, "request_id": request_id(request)}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def authenticate(request: Request, resolver: KeyResolver, scope: str) -> Principal:

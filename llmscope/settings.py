@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     query_port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: PositiveInt = Field(64 * MiB, description="OTLP body limit, enforced after decompression.")
 
+    events_max_count: PositiveInt = Field(1000, description="Most SDK events in one POST /api/v1/events.")
+    events_max_bytes: PositiveInt = Field(5 * MiB, description="SDK events body limit after decompression.")
+
     api_key_cache_seconds: PositiveFloat = 30.0
     rate_limit_per_key: PositiveFloat = Field(200.0, description="Requests per second per API key.")
     rate_limit_per_tenant: PositiveFloat = Field(500.0, description="Requests per second per tenant.")
@@ -61,6 +64,15 @@ class Settings(BaseSettings):
     sink_batch_seconds: PositiveFloat = 0.5
     worker_name: str = "llmscope-worker"
     worker_web_port: int = Field(6066, ge=0, le=65535)
+
+    # rollups and analytics
+    rollup_lateness_seconds: PositiveInt = Field(
+        7200, description="Hours ending more than this ago are compacted into hour/day rollups."
+    )
+    rollup_compact_interval_seconds: PositiveFloat = Field(60.0, description="How often the worker compacts.")
+    query_cache_ttl_seconds: float = Field(300.0, ge=0, description="Analytics cache TTL for past ranges; 0 = off.")
+    query_cache_recent_ttl_seconds: float = Field(5.0, ge=0, description="TTL for ranges reaching the last minutes.")
+    query_cache_prefix: str = "llmscope:qc"
 
     @field_validator("clickhouse_database")
     @classmethod

@@ -12,18 +12,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.auth import KeyResolver
 from llmscope.errors import LLMScopeError
-from llmscope.http import RequestIdMiddleware, request_id
+from llmscope.http import RequestIdMiddleware, error_response
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from query import traces
+from query import metrics, traces
+from query.cache import make_cache
 
 log = logging.getLogger(__name__)
-
-
-def error_response(request: Request, status: int, code: str, message: str, retry_after: int | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after else None
-    body = {"error": {"code": code, "message": message, "request_id": request_id(request)}}
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe(exc: RequestValidationError) -> str:
@@ -40,6 +35,7 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver) ->
     app.state.store = store
     app.state.resolver = resolver
     app.state.settings = settings
+    app.state.cache = make_cache(settings)
 
     @app.exception_handler(LLMScopeError)
     async def _known(request: Request, exc: LLMScopeError) -> JSONResponse:
@@ -69,4 +65,5 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver) ->
         return JSONResponse({"status": "ready" if ok else "unavailable", "checks": {"store": ok}}, status_code=200 if ok else 503)
 
     app.include_router(traces.router)
+    app.include_router(metrics.router)
     return app

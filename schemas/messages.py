@@ -11,6 +11,7 @@ HEADER_RECEIVED_AT = "llmscope-received-at-ns"
 
 # Values of HEADER_FORMAT. The value bytes are:
 FORMAT_OTLP_TRACES = "otlp-traces-v1"  # a serialized ExportTraceServiceRequest, only valid spans
+FORMAT_SDK_EVENTS = "sdk-events-v1"  # a JSON array of validated LLMEvent objects (schemas/event.py)
 
 # Dead-letter messages keep the original value and headers and add:
 HEADER_DLQ_REASON = "llmscope-dlq-reason"

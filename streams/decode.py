@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from pydantic import ValidationError
 
-from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage, MalformedMessage
+from schemas.event import LLMEvent, event_to_span
+from schemas.messages import FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, IngestMessage, MalformedMessage
 from schemas.span import Span
 from streams.normalise import normalise
 
 
 def spans_from_message(message: IngestMessage) -> list[Span]:
-    if message.format != FORMAT_OTLP_TRACES:
-        raise MalformedMessage(f"unknown message format {message.format!r}")
+    if message.format == FORMAT_OTLP_TRACES:
+        return _from_otlp(message)
+    if message.format == FORMAT_SDK_EVENTS:
+        return _from_events(message)
+    raise MalformedMessage(f"unknown message format {message.format!r}")
+
+
+def _from_otlp(message: IngestMessage) -> list[Span]:
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(message.value)
@@ -22,3 +31,14 @@ def spans_from_message(message: IngestMessage) -> list[Span]:
         return normalise(request, message.tenant_id)
     except Exception as exc:  # the normaliser must not fail; if it does, park the message, not the partition
         raise MalformedMessage(f"normalisation failed: {exc!r}") from None
+
+
+def _from_events(message: IngestMessage) -> list[Span]:
+    try:
+        raw = orjson.loads(message.value)
+        if not isinstance(raw, list):
+            raise MalformedMessage("SDK events message is not a JSON array")
+        # Ingest validated these already; validating again keeps a hand-written message honest.
+        return [event_to_span(LLMEvent.model_validate(item), message.tenant_id) for item in raw]
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        raise MalformedMessage(f"invalid SDK events message: {str(exc)[:500]}") from None

@@ -74,8 +74,8 @@ class UpProcess:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-def start_up(data_dir: Path, *extra: str, timeout: float = 90.0) -> UpProcess:
-    ingest_port, query_port = free_port(), free_port()
+def start_up(data_dir: Path, *extra: str, ports: tuple[int, int] | None = None, timeout: float = 90.0) -> UpProcess:
+    ingest_port, query_port = ports or (free_port(), free_port())
     log = data_dir / f"up-{ingest_port}.log"
     env = {**os.environ, "LLMSCOPE_INGEST_HOST": "127.0.0.1", "LLMSCOPE_QUERY_HOST": "127.0.0.1"}
     cmd = [sys.executable, "-m", "llmscope.cli", "up", "--data-dir", str(data_dir),

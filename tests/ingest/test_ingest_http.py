@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from schemas.messages import HEADER_TENANT
+from schemas.messages import FORMAT_OTLP_TRACES, HEADER_FORMAT, HEADER_TENANT
 from tests.ingest.conftest import make_client
 from tests.otlp_factory import llm_span, request_of
 
@@ -58,6 +58,8 @@ async def test_protobuf_export_is_acknowledged_after_it_is_in_the_broker(ingest,
     ids = {s.span_id for s in req.resource_spans[0].scope_spans[0].spans}
     found = set()
     for record in await _topic_messages(settings):
+        if dict(record.headers).get(HEADER_FORMAT) != FORMAT_OTLP_TRACES.encode():
+            continue
         sent = ExportTraceServiceRequest.FromString(record.value)
         spans = {s.span_id for rs in sent.resource_spans for ss in rs.scope_spans for s in ss.spans}
         if spans & ids:
