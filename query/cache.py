@@ -1,0 +1,165 @@
+"""Analytics result cache: one interface, an in-process TTL map and a fail-open Redis implementation."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from llmscope.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Compute = Callable[[], Awaitable[bytes]]
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0  # backend failures answered by computing (fail open)
+
+
+def cache_key(prefix: str, tenant_id: str, endpoint: str, params: Mapping[str, Any]) -> str:
+    """Tenant in clear (per-tenant scans/invalidation), every parameter in the hash."""
+    canonical = orjson.dumps({"endpoint": endpoint, "params": params}, option=orjson.OPT_SORT_KEYS, default=str)
+    return f"{prefix}:{tenant_id}:{hashlib.sha256(canonical).hexdigest()}"
+
+
+class ResultCache(abc.ABC):
+    """Values are response bodies (bytes). `get_or_compute` returns (body, hit)."""
+
+    def __init__(self, prefix: str, ttl_seconds: float, recent_ttl_seconds: float) -> None:
+        self.prefix = prefix
+        self.ttl_seconds = ttl_seconds
+        self.recent_ttl_seconds = recent_ttl_seconds
+        self.stats = CacheStats()
+
+    def ttl_for(self, end: datetime, now: datetime | None = None) -> float:
+        # A range reaching into the last few minutes still changes as spans arrive: keep it briefly.
+        now = now or datetime.now(timezone.utc)
+        return self.recent_ttl_seconds if end > now - timedelta(minutes=5) else self.ttl_seconds
+
+    def key(self, tenant_id: str, endpoint: str, params: Mapping[str, Any]) -> str:
+        return cache_key(self.prefix, tenant_id, endpoint, params)
+
+    async def get_or_compute(self, key: str, ttl: float, compute: Compute) -> tuple[bytes, bool]:
+        if ttl <= 0:
+            return await compute(), False
+        cached = await self._get(key)
+        if cached is not None:
+            self.stats.hits += 1
+            return cached, True
+        self.stats.misses += 1
+        value = await compute()
+        await self._set(key, value, ttl)
+        return value, False
+
+    @abc.abstractmethod
+    async def _get(self, key: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def _set(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    async def close(self) -> None:
+        return None
+
+
+class NullCache(ResultCache):
+    """Caching off (benchmarks, or a zero TTL): always computes."""
+
+    def __init__(self) -> None:
+        super().__init__("", 0.0, 0.0)
+
+    def ttl_for(self, end: datetime, now: datetime | None = None) -> float:
+        return 0.0
+
+    async def _get(self, key: str) -> bytes | None:
+        return None
+
+    async def _set(self, key: str, value: bytes, ttl: float) -> None:
+        return None
+
+
+class LocalCache(ResultCache):
+    """In-process, bounded LRU with per-entry expiry; the `up` default."""
+
+    def __init__(self, prefix: str, ttl_seconds: float, recent_ttl_seconds: float, max_entries: int = 2048) -> None:
+        super().__init__(prefix, ttl_seconds, recent_ttl_seconds)
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._max = max_entries
+
+    async def _get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    async def _set(self, key: str, value: bytes, ttl: float) -> None:
+        self._entries[key] = (time.monotonic() + ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
+class RedisCache(ResultCache):
+    """Shared across query replicas. Fails open: if Redis errs, the answer is computed and Redis is
+    left alone for `backoff_seconds`, so an outage costs one short timeout, not one per request."""
+
+    def __init__(
+        self, url: str, prefix: str, ttl_seconds: float, recent_ttl_seconds: float, backoff_seconds: float = 5.0
+    ) -> None:
+        import redis.asyncio as redis
+
+        super().__init__(prefix, ttl_seconds, recent_ttl_seconds)
+        self._redis = redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._backoff = backoff_seconds
+        self._down_until = 0.0
+
+    def _failed(self, exc: Exception) -> None:
+        self.stats.errors += 1
+        if time.monotonic() >= self._down_until:
+            log.warning("query cache (Redis) unavailable, computing without it: %r", exc)
+        self._down_until = time.monotonic() + self._backoff
+
+    async def _get(self, key: str) -> bytes | None:
+        if time.monotonic() < self._down_until:
+            return None
+        try:
+            return await self._redis.get(key)  # type: ignore[no-any-return]
+        except Exception as exc:  # redis-py raises several families; all mean "no answer"
+            self._failed(exc)
+            return None
+
+    async def _set(self, key: str, value: bytes, ttl: float) -> None:
+        if time.monotonic() < self._down_until:
+            return
+        try:
+            await self._redis.set(key, value, px=max(1, int(ttl * 1000)))
+        except Exception as exc:
+            self._failed(exc)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def make_cache(settings: Settings) -> ResultCache:
+    """Redis when configured, else in process; a zero TTL switches caching off."""
+    if settings.query_cache_ttl_seconds <= 0:
+        return NullCache()
+    args = (settings.query_cache_prefix, settings.query_cache_ttl_seconds, settings.query_cache_recent_ttl_seconds)
+    if settings.redis_url:
+        return RedisCache(settings.redis_url, *args)
+    return LocalCache(*args)
