@@ -35,8 +35,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, option, None)
         if value is not None:
             overrides[name] = value
-    if args.role == "up":
-        overrides.setdefault("topic_partitions", 2)
     return load_settings(**overrides)
 
 

@@ -49,7 +49,7 @@ class IngestProducer:
         options: dict[str, object] = {
             "bootstrap_servers": s.kafka_bootstrap_servers,
             "compression_type": None if s.kafka_compression == "none" else s.kafka_compression,
-            "linger_ms": 5,
+            "linger_ms": s.kafka_linger_ms,
             "max_batch_size": 1024 * 1024,
             "max_request_size": 1024 * 1024 + 64 * 1024,
             "request_timeout_ms": int(s.produce_timeout_seconds * 1000),

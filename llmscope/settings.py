@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # Real Kafka supports idempotent producers; the embedded tansu broker does not (InitProducerId
     # fails), so `up` switches this off and relies on acks=all plus idempotent sinks.
     kafka_idempotence: bool = True
+    # Concurrent requests batch themselves while a produce is in flight; lingering only adds latency.
+    kafka_linger_ms: int = Field(0, ge=0, le=1000)
     kafka_compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = "zstd"
     ingest_topic: str = "llmscope-ingest"
     deadletter_topic: str = "llmscope-deadletter"
@@ -55,6 +57,12 @@ class Settings(BaseSettings):
     events_max_count: PositiveInt = Field(1000, description="Most SDK events in one POST /api/v1/events.")
     events_max_bytes: PositiveInt = Field(5 * MiB, description="SDK events body limit after decompression.")
 
+    pii_policy: Literal["off", "detect", "mask", "hash", "drop"] = Field(
+        "mask", description="Default PII policy for tenants without their own."
+    )
+    pii_hash_key: SecretStr | None = Field(None, description="Secret for the 'hash' PII policy (keyed per tenant).")
+    policy_refresh_seconds: PositiveFloat = Field(5.0, description="How soon workers see policy and price changes.")
+
     api_key_cache_seconds: PositiveFloat = 30.0
     rate_limit_per_key: PositiveFloat = Field(200.0, description="Requests per second per API key.")
     rate_limit_per_tenant: PositiveFloat = Field(500.0, description="Requests per second per tenant.")
@@ -62,6 +70,7 @@ class Settings(BaseSettings):
 
     sink_batch_messages: PositiveInt = Field(200, description="Ingest messages (≈ requests) per ClickHouse insert.")
     sink_batch_seconds: PositiveFloat = 0.5
+    worker_processes: int = Field(1, ge=0, description="Processes for decode/normalise/enrich; 0 = a thread.")
     worker_name: str = "llmscope-worker"
     worker_web_port: int = Field(6066, ge=0, le=65535)
 

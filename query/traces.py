@@ -59,6 +59,9 @@ class SpanOut(BaseModel):
     cached_input_tokens: int
     reasoning_tokens: int
     cost_usd: float | None
+    price_source: str
+    model_version: str
+    pii_counts: dict[str, int]
     status: str
     status_message: str
     session_id: str
@@ -122,7 +125,7 @@ def _money(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _as_dict(value: Any) -> dict[str, str]:
+def _as_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     return {item["key"]: item["value"] for item in value or []}
@@ -199,7 +202,7 @@ async def get_trace(trace_id: str, principal: Reader, store: StoreDep) -> TraceR
         SELECT span_id, parent_span_id, name, kind, service_name, operation, model, provider,
                toUnixTimestamp64Nano(start_time) AS start_ns, duration_ns,
                input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_usd,
-               status_code, status_message, session_id, user_id, attributes, resource_attributes,
+               price_source, model_version, pii_counts, status_code, status_message, session_id, user_id, attributes, resource_attributes,
                arrayMap(e -> (toUnixTimestamp64Nano(e.1), e.2, e.3), events) AS events
         FROM {store.database}.spans FINAL
         WHERE tenant_id = {{tenant:String}} AND trace_id = {{trace_id:String}}
@@ -225,6 +228,9 @@ async def get_trace(trace_id: str, principal: Reader, store: StoreDep) -> TraceR
             cached_input_tokens=r["cached_input_tokens"],
             reasoning_tokens=r["reasoning_tokens"],
             cost_usd=_money(r["cost_usd"]),
+            price_source=r["price_source"],
+            model_version=r["model_version"],
+            pii_counts=_as_dict(r["pii_counts"]),
             status=r["status_code"],
             status_message=r["status_message"],
             session_id=r["session_id"],

@@ -43,12 +43,15 @@ class Span:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: Decimal | None = None
+    price_source: str = ""
+    model_version: str = ""
     session_id: str = ""
     user_id: str = ""
     prompt_name: str = ""
     prompt_version: str = ""
     finish_reasons: list[str] = field(default_factory=list)
     attributes: dict[str, str] = field(default_factory=dict)
+    pii_counts: dict[str, int] = field(default_factory=dict)
     resource_attributes: dict[str, str] = field(default_factory=dict)
     events: list[SpanEvent] = field(default_factory=list)
     source: Source = "otlp"
@@ -82,18 +85,22 @@ class Span:
             "request_model": self.request_model,
             "response_model": self.response_model,
             "model": self.model,
+            "model_version": self.model_version,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_input_tokens": self.cached_input_tokens,
             "cache_write_tokens": self.cache_write_tokens,
             "reasoning_tokens": self.reasoning_tokens,
-            "cost_usd": None if self.cost_usd is None else str(self.cost_usd),
+            # Fixed-point text: str(Decimal) may say 3.5E-8, which ClickHouse's Decimal parser refuses.
+            "cost_usd": None if self.cost_usd is None else format(self.cost_usd, "f"),
+            "price_source": self.price_source,
             "session_id": self.session_id,
             "user_id": self.user_id,
             "prompt_name": self.prompt_name,
             "prompt_version": self.prompt_version,
             "finish_reasons": self.finish_reasons,
             "attributes": self.attributes,
+            "pii_counts": self.pii_counts,
             "resource_attributes": self.resource_attributes,
             "events": [
                 {"time": ns_to_ch(e.time_ns), "name": e.name, "attributes": e.attributes} for e in self.events

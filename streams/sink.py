@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from llmscope.storage import Store, StoreError
-from schemas.span import Span
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +53,17 @@ class SpanSink:
         self._max_backoff = max_backoff
         self.health = SinkHealth()
 
-    async def write(self, rows: list[dict], token: str) -> None:
-        """Insert until it succeeds. Never raises for store errors: waiting here stops the agent
-        from taking more messages, which is the back-pressure we want when ClickHouse is down."""
-        if not rows:
+    async def write(self, rows_json: bytes, count: int, token: str, table: str | None = None) -> None:
+        """Insert a JSON array of rows (into the spans table unless `table` says otherwise) until it succeeds. Never raises for store errors: waiting
+        here stops the agent from taking more messages, which is the back-pressure we want when
+        ClickHouse is down."""
+        if count == 0:
             return
         delay = 0.2
+        settings = {"insert_deduplication_token": token}
         while True:
             try:
-                await self._store.ainsert_rows(self._table, rows, token)
+                await asyncio.to_thread(self._store.insert_json, table or self._table, rows_json, settings)
                 break
             except StoreError as exc:
                 h = self.health
@@ -74,9 +75,5 @@ class SpanSink:
                 delay = min(self._max_backoff, delay * 2)
         h = self.health
         h.healthy, h.consecutive_failures, h.failed_since = True, 0, None
-        h.rows_written += len(rows)
+        h.rows_written += count
         h.batches_written += 1
-
-
-def rows_for(spans: Sequence[Span], ingested_at_ns: Sequence[int]) -> list[dict]:
-    return [span.to_row(at) for span, at in zip(spans, ingested_at_ns)]

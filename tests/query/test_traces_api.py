@@ -14,7 +14,6 @@ from llmscope.settings import Settings
 from llmscope.storage import Store
 from query.app import create_query_app
 from streams.normalise import normalise
-from streams.sink import SpanSink
 from tests.otlp_factory import llm_span, request_of
 
 NOW = time.time_ns()
@@ -42,7 +41,7 @@ async def seeded(store: Store) -> dict[str, list[str]]:
     tid = os.urandom(16)
     rows += [s.to_row(NOW) for s in normalise(request_of([llm_span(tid, start_ns=NOW - MIN)]), "traces-b")]
     traces["traces-b"].append(tid.hex())
-    await SpanSink(store).write(rows, "seed-traces")
+    await store.ainsert_rows(f"{store.database}.spans", rows, "seed-traces")
     return traces
 
 

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -81,9 +82,9 @@ async def test_identical_batch_retry_is_dropped_by_the_dedup_token(store) -> Non
     req = request_of([llm_span() for _ in range(5)])
     from streams.normalise import normalise
 
-    rows = [s.to_row(time.time_ns()) for s in normalise(req, "sink-token")]
-    await sink.write(rows, "test-topic:0:100-104")
-    await sink.write(rows, "test-topic:0:100-104")
+    rows = orjson.dumps([s.to_row(time.time_ns()) for s in normalise(req, "sink-token")])
+    await sink.write(rows, 5, "test-topic:0:100-104")
+    await sink.write(rows, 5, "test-topic:0:100-104")
     assert await _count(store, "sink-token", final=False) == 5
 
 

@@ -1,0 +1,90 @@
+"""Per-tenant enrichment policies (PII policy, price overrides), loaded from the store and
+refreshed on an interval, so a change made through the API applies to spans arriving after it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from llmscope.settings import Settings
+from llmscope.storage import Store, StoreError
+from streams.cost import PriceOverride, index_overrides
+from streams.enrich import EnrichmentPolicy
+from streams.pii import PiiPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TenantPolicies:
+    """Plain, picklable data: it travels to the worker processes with every batch."""
+
+    default_pii: PiiPolicy
+    hash_secret: bytes
+    pii: dict[str, PiiPolicy] = field(default_factory=dict)
+    prices: dict[str, list[PriceOverride]] = field(default_factory=dict)
+
+    def for_tenant(self, tenant_id: str) -> EnrichmentPolicy:
+        return EnrichmentPolicy(
+            pii=self.pii.get(tenant_id, self.default_pii),
+            # Keyed per tenant, so the same e-mail hashes differently in two tenants.
+            hash_key=hmac.new(self.hash_secret, tenant_id.encode(), hashlib.sha256).digest(),
+            price_overrides=index_overrides(self.prices.get(tenant_id, [])),
+        )
+
+
+def _optional(value: Decimal | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def load_policies(store: Store, settings: Settings) -> TenantPolicies:
+    db = store.database
+    pii_rows = store.query(f"SELECT tenant_id, policy FROM {db}.tenant_pii_policy FINAL").to_dicts()
+    price_rows = store.query(
+        f"SELECT * FROM {db}.price_overrides FINAL WHERE deleted = 0 ORDER BY tenant_id, provider, model"
+    ).to_dicts()
+    prices: dict[str, list[PriceOverride]] = {}
+    for r in price_rows:
+        prices.setdefault(r["tenant_id"], []).append(
+            PriceOverride(
+                model=r["model"],
+                provider=r["provider"] or None,
+                input_mtok=Decimal(r["input_mtok"]),
+                output_mtok=Decimal(r["output_mtok"]),
+                cached_input_mtok=_optional(r["cached_input_mtok"]),
+                cache_write_mtok=_optional(r["cache_write_mtok"]),
+                reasoning_mtok=_optional(r["reasoning_mtok"]),
+            )
+        )
+    secret = settings.pii_hash_key.get_secret_value().encode() if settings.pii_hash_key else b""
+    return TenantPolicies(
+        default_pii=PiiPolicy(settings.pii_policy),
+        hash_secret=secret or f"llmscope:{db}".encode(),
+        pii={r["tenant_id"]: PiiPolicy(r["policy"]) for r in pii_rows},
+        prices=prices,
+    )
+
+
+class PolicyCache:
+    """The last policies read; a failed refresh keeps them (and retries), never blocks the stream."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store, self._settings = store, settings
+        self._current: TenantPolicies | None = None
+        self._loaded_at = 0.0
+
+    async def current(self) -> TenantPolicies:
+        if self._current is None or time.monotonic() - self._loaded_at >= self._settings.policy_refresh_seconds:
+            try:
+                self._current = await asyncio.to_thread(load_policies, self._store, self._settings)
+                self._loaded_at = time.monotonic()
+            except StoreError as exc:
+                log.warning("cannot refresh tenant policies, keeping the previous ones: %s", exc)
+                if self._current is None:
+                    return TenantPolicies(PiiPolicy(self._settings.pii_policy), b"")
+        return self._current
