@@ -138,7 +138,8 @@ class RedisCache(ResultCache):
         if time.monotonic() < self._down_until:
             return None
         try:
-            return await self._redis.get(key)  # type: ignore[no-any-return]
+            value = await self._redis.get(key)
+            return value if isinstance(value, bytes) or value is None else value.encode()
         except Exception as exc:  # redis-py raises several families; all mean "no answer"
             self._failed(exc)
             return None

@@ -198,12 +198,13 @@ async def _watermarks(store: Store) -> dict[str, datetime]:
 
 async def _frame(
     store: Store, q: Question, order: str = "", limit: int | None = None, latency: bool = True
-) -> tuple[pl.DataFrame, str]:
+) -> tuple[pl.DataFrame, Literal["rollups", "spans"]]:
     """One row per (t, g): counters, cost, and p50/p95/p99; plus which source answered.
 
     Merging histograms is the dearest part of the query, so `latency=False` skips it (nulls)."""
     step = q.interval or 0
-    where, params = q.filters.sql()
+    where, filter_params = q.filters.sql()
+    params: dict[str, Any] = dict(filter_params)
     params["tenant"] = q.tenant
     group_col = DIMENSIONS[q.group] if q.group else "''"
     sums = ", ".join(f"sum({c}) AS {c}" for c in (*COUNTERS, "cost_usd"))
@@ -213,7 +214,7 @@ async def _frame(
 
     parts = []
     if q.raw:
-        source = "spans"
+        source: Literal["rollups", "spans"] = "spans"
         params |= {"lo0": q.start.strftime(_FMT), "hi0": q.end.strftime(_FMT)}
         parts.append(f"""
             SELECT {bucket("toDateTime(start_time)")} AS t, {group_col} AS g, count() AS requests,

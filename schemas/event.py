@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hashlib
 import json
 import math
@@ -73,7 +75,7 @@ def _datetime_ns(dt: datetime, sub_second_ns: int) -> int:
     return int(whole.timestamp()) * 10**9 + sub_second_ns
 
 
-def _hex_id(length: int) -> Any:
+def _hex_checker(length: int) -> tuple[Callable[[str], str], WithJsonSchema]:
     pattern = re.compile(f"^[0-9a-fA-F]{{{length}}}$")
 
     def check(value: str) -> str:
@@ -84,7 +86,7 @@ def _hex_id(length: int) -> Any:
         return value.lower()
 
     schema = {"type": "string", "pattern": pattern.pattern, "description": f"{length} hex characters, not all zero."}
-    return Annotated[str, AfterValidator(check), WithJsonSchema(schema)]
+    return check, WithJsonSchema(schema)
 
 
 def _content_kind(value: Any) -> str | None:
@@ -107,8 +109,10 @@ UnixNanos = Annotated[
         }
     ),
 ]
-TraceId = _hex_id(32)
-SpanId = _hex_id(16)
+_trace_check, _trace_schema = _hex_checker(32)
+_span_check, _span_schema = _hex_checker(16)
+TraceId = Annotated[str, AfterValidator(_trace_check), _trace_schema]
+SpanId = Annotated[str, AfterValidator(_span_check), _span_schema]
 Tokens = Annotated[int, Field(ge=0, le=_MAX_TOKENS)]
 ShortStr = Annotated[str, Field(max_length=256)]
 

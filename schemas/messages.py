@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 # Header names on every message of the ingest topic.
@@ -37,16 +38,16 @@ class MalformedMessage(Exception):
     """A message on a topic that cannot be decoded: it goes to the dead-letter topic with this reason."""
 
 
-def parse_headers(headers: object) -> dict[str, str]:
+def parse_headers(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> dict[str, str]:
     """Kafka headers (list of (str, bytes) or a mapping) as a str→str dict; undecodable headers are poison."""
-    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    items = headers.items() if isinstance(headers, Mapping) else (headers or [])
     try:
         return {str(k): (v.decode() if isinstance(v, (bytes, bytearray)) else str(v)) for k, v in items}
     except UnicodeDecodeError as exc:
         raise MalformedMessage(f"header is not UTF-8: {exc}") from None
 
 
-def ingest_message_from(value: bytes | None, headers: object) -> IngestMessage:
+def ingest_message_from(value: bytes | None, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> IngestMessage:
     parsed = parse_headers(headers)
     tenant = parsed.get(HEADER_TENANT, "")
     fmt = parsed.get(HEADER_FORMAT, "")

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import multiprocessing
 import random
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -96,7 +97,7 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
 
     async def store_batch(stream: StreamT, events: list[EventT]) -> None:
         raws = [
-            RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.value, list(e.message.headers or []))
+            RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.value, _header_list(e.message.headers))
             for e in events
         ]
         current = await policies.current()
@@ -111,7 +112,7 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
 
     @app.agent(source, name="spans")
     async def process(stream: StreamT) -> None:
-        stream = stream.noack()
+        stream = stream.noack()  # type: ignore[attr-defined]  # Stream has it; StreamT's stub lacks it
         batcher: Batcher[EventT] = Batcher(
             lambda events: store_batch(stream, events),
             max_items=settings.sink_batch_messages,
@@ -136,6 +137,12 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
             log.warning("rollup compaction failed, will retry next interval: %s", exc)
 
     return app, sink
+
+
+def _header_list(headers: object) -> list[tuple[str, bytes]]:
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return list(headers or [])  # type: ignore[call-overload]
 
 
 async def _retrying(what: str, attempt, max_backoff: float = 10.0):  # type: ignore[no-untyped-def]

@@ -206,7 +206,7 @@ def _priced(span: Span, rates: _Rates, source: str, model_ref: str) -> CostResul
         span.output_tokens - span.reasoning_tokens,
         span.reasoning_tokens,
     )
-    breakdown = {name: _amount(price, n, total_in) for name, price, n in zip(TOKEN_CLASSES, rates, counts)}
+    breakdown = {name: _amount(price, n, total_in) for name, price, n in zip(TOKEN_CLASSES, rates[:5], counts)}
     if rates.requests_kcount is not None:
         breakdown["requests"] = rates.requests_kcount.scaleb(-3, _CTX)  # one request
     total = _ZERO

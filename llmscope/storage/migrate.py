@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 def _migrations() -> list[tuple[str, str]]:
     folder = resources.files("schemas") / "migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 
