@@ -57,22 +57,29 @@ def build_bodies(total_spans: int, batch: int, seed: int = 7) -> list[bytes]:
     return bodies
 
 
-async def run_load(url: str, key: str, bodies: list[bytes], concurrency: int) -> dict[str, object]:
+async def run_load(url: str, key: str, bodies: list[bytes], concurrency: int, rate: float = 0.0) -> dict[str, object]:
+    """Send every body; with `rate` (requests/s) > 0, paced to that rate instead of as fast as possible."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     queue = list(reversed(bodies))
     headers = {"content-type": "application/x-protobuf", "authorization": f"Bearer {key}"}
 
+    started = time.perf_counter()
+    sent = 0
+
     async def client() -> None:
+        nonlocal sent
         async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=1)) as http:
             while queue:
                 body = queue.pop()
+                if rate:
+                    sent += 1
+                    await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
                 t0 = time.perf_counter()
                 r = await http.post(url, content=body, headers=headers)
                 latencies.append(time.perf_counter() - t0)
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
-    started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     return {"seconds": time.perf_counter() - started, "latencies": latencies, "statuses": statuses, "last_ack": time.time()}
 
@@ -84,9 +91,10 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=0.0, help="spans/s to pace at; 0 = as fast as possible")
     args = parser.parse_args()
     bodies = build_bodies(args.spans, args.batch)
-    result = asyncio.run(run_load(args.url, args.key, bodies, args.concurrency))
+    result = asyncio.run(run_load(args.url, args.key, bodies, args.concurrency, args.rate / args.batch))
     json.dump(result, sys.stdout)
 
 

@@ -67,7 +67,8 @@ def test_wrapped_openai_call_nests_under_the_agent_span(up: UpProcess, fake_open
     by_op = {s["operation"]: s for s in spans}
     agent, chat = by_op["agent"], by_op["chat"]
     assert chat["parent_span_id"] == agent["span_id"]
-    assert chat["provider"] == "openai" and chat["model"] == "gpt-4o-2024-08-06"
+    assert chat["provider"] == "openai"
+    assert chat["model"] == "gpt-4o" and chat["model_version"] == "2024-08-06"  # normalised by enrichment
     assert chat["input_tokens"] == 1200 and chat["output_tokens"] == 40
     assert chat["cached_input_tokens"] == 1000 and chat["reasoning_tokens"] == 8
     assert chat["user_id"] == "u-42" and agent["service"] == "sdk-e2e"
