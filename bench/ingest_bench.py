@@ -41,7 +41,8 @@ def start_up(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
 
 def counted_spans(query_url: str, key: str) -> int:
     """Spans counted by the analytics API: cheap to poll (rollups are written right after spans)."""
-    with httpx.Client(timeout=30, headers={"authorization": f"Bearer {key}"}) as http:
+    headers = {"authorization": f"Bearer {key}", "cache-control": "no-cache"}
+    with httpx.Client(timeout=30, headers=headers) as http:
         body = http.get(f"{query_url}/api/v1/metrics/summary", params={"start": time.time() - 7200}).json()
         return int(body["data"]["requests"])
 

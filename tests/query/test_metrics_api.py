@@ -296,6 +296,15 @@ async def test_repeat_is_a_cache_hit(api, app, keys) -> None:
     assert other.headers["x-cache"] == "miss" and other.json()["data"]["requests"] == 0
 
 
+async def test_cache_control_no_cache_bypasses_the_cache(api, app, keys) -> None:
+    params = {"start": D0.isoformat(), "end": (D0 + timedelta(hours=5)).isoformat()}
+    cached = await api.get(URL + "/summary", headers=keys["a"], params=params)
+    hits = app.state.cache.stats.hits
+    fresh = await api.get(URL + "/summary", headers={**keys["a"], "cache-control": "no-cache"}, params=params)
+    assert fresh.headers["x-cache"] == "bypass" and app.state.cache.stats.hits == hits
+    assert fresh.json() == cached.json()
+
+
 def test_ttl_short_when_the_range_reaches_now_and_cache_selection() -> None:
     cache = LocalCache("p", 300, 5)
     now = datetime.now(timezone.utc)
