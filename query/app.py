@@ -15,7 +15,7 @@ from llmscope.errors import LLMScopeError
 from llmscope.http import RequestIdMiddleware, error_response
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from query import metrics, traces
+from query import metrics, policies, prices, traces
 from query.cache import make_cache
 
 log = logging.getLogger(__name__)
@@ -66,4 +66,6 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver) ->
 
     app.include_router(traces.router)
     app.include_router(metrics.router)
+    app.include_router(prices.router)
+    app.include_router(policies.router)
     return app

@@ -17,11 +17,16 @@ async def reader(request: Request) -> Principal:
     return await authenticate(request, request.app.state.resolver, "read")
 
 
+async def admin(request: Request) -> Principal:
+    return await authenticate(request, request.app.state.resolver, "admin")
+
+
 def store(request: Request) -> Store:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
 Reader = Annotated[Principal, Depends(reader)]
+Admin = Annotated[Principal, Depends(admin)]
 StoreDep = Annotated[Store, Depends(store)]
 
 

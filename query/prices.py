@@ -1,0 +1,231 @@
+"""Prices: a tenant's per-model price overrides and the models its spans could not be priced for."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmscope.errors import BadRequest, NotFound
+from llmscope.storage import Store
+from query.deps import Admin, Reader, StoreDep, TimeRange
+from streams.cost import PRICE_SOURCE
+from streams.models import normalise_provider
+
+router = APIRouter(prefix="/api/v1/prices", tags=["prices"])
+
+UNKNOWN_LOOKBACK = timedelta(days=30)
+SPAN_TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+SPAN_TIME_MAX = datetime(2262, 4, 11, tzinfo=UTC)
+PRICE_COLUMNS = ("input_mtok", "output_mtok", "cached_input_mtok", "cache_write_mtok", "reasoning_mtok")
+# Bounds of the price_overrides columns, Decimal(38, 12): checked here so a bad value is a 400, not a store error.
+Price = Annotated[Decimal, Field(ge=0, max_digits=38, decimal_places=12, description="USD per million tokens.")]
+# Names are matched against span attributes; control characters are never part of one.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+ProviderName = Annotated[
+    str | None, Field(max_length=100, pattern=PRINTABLE, description="Provider id; omit to match any provider.")
+]
+ModelName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=PRINTABLE, description="Model id or family, case-insensitive.")
+]
+
+
+class PriceIn(BaseModel):
+    """Prices as JSON numbers or decimal strings. Absent cache prices bill as input, reasoning as output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: ProviderName = None
+    model: ModelName
+    input_mtok: Price
+    output_mtok: Price
+    cached_input_mtok: Price | None = None
+    cache_write_mtok: Price | None = None
+    reasoning_mtok: Price | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class PriceOverrideOut(BaseModel):
+    """Stored with provider and model canonicalised (as the worker matches them); prices as exact decimal strings."""
+
+    provider: str | None
+    model: str
+    input_mtok: str
+    output_mtok: str
+    cached_input_mtok: str | None
+    cache_write_mtok: str | None
+    reasoning_mtok: str | None
+    updated_at: datetime
+
+
+class PriceTable(BaseModel):
+    price_table: str = Field(description="The bundled price table spans are costed from without an override.")
+    overrides: list[PriceOverrideOut]
+
+
+class PricesResponse(BaseModel):
+    data: PriceTable
+    next_cursor: None = None
+
+
+class OverrideResponse(BaseModel):
+    data: PriceOverrideOut
+    next_cursor: None = None
+
+
+class UnknownModel(BaseModel):
+    provider: str
+    model: str
+    spans: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+class UnknownModelsResponse(BaseModel):
+    data: list[UnknownModel]
+    next_cursor: None = None
+
+
+def _key(provider: str | None, model: str) -> tuple[str, str]:
+    # The worker looks overrides up this way (streams.cost.index_overrides); storing the same form
+    # makes `OpenAI/GPT-4o` and `openai/gpt-4o` one row that a later PUT replaces.
+    return normalise_provider(provider or ""), model.strip().lower()
+
+
+def _fixed(value: Decimal) -> str:
+    # Fixed-point, without the column's trailing zeros; str() could say 1E+1.
+    return format(value.normalize(), "f")
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else _fixed(value)
+
+
+def _out(row: dict[str, Any]) -> PriceOverrideOut:
+    return PriceOverrideOut(
+        provider=row["provider"] or None,
+        model=row["model"],
+        input_mtok=_fixed(row["input_mtok"]),
+        output_mtok=_fixed(row["output_mtok"]),
+        cached_input_mtok=_text(row["cached_input_mtok"]),
+        cache_write_mtok=_text(row["cache_write_mtok"]),
+        reasoning_mtok=_text(row["reasoning_mtok"]),
+        updated_at=row["updated_at"],
+    )
+
+
+async def _overrides(store: Store, tenant: str, key: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    where, params = "", {"tenant": tenant}
+    if key is not None:
+        where = " AND provider = {provider:String} AND model = {model:String}"
+        params.update(provider=key[0], model=key[1])
+    sql = f"""
+        SELECT provider, model, {", ".join(PRICE_COLUMNS)}, updated_at
+        FROM {store.database}.price_overrides FINAL
+        WHERE tenant_id = {{tenant:String}} AND deleted = 0{where}
+        ORDER BY provider, model
+    """
+    return (await store.aquery(sql, params)).to_dicts()
+
+
+async def _write(store: Store, tenant: str, key: tuple[str, str], prices: dict[str, Any], deleted: bool) -> datetime:
+    """Insert one version of the override; returns its updated_at."""
+    now = time.time_ns()  # the version: the newest write wins in the ReplacingMergeTree
+    row = {
+        "tenant_id": tenant,
+        "provider": key[0],
+        "model": key[1],
+        **{c: None if prices[c] is None else format(prices[c], "f") for c in PRICE_COLUMNS},
+        "deleted": int(deleted),
+        "updated_at": f"{now // 1_000_000_000}.{now // 1_000_000 % 1000:03d}",
+        "version": now,
+    }
+    await store.ainsert_rows(f"{store.database}.price_overrides", [row])
+    return datetime.fromtimestamp(now // 1_000_000 / 1000, tz=UTC)
+
+
+@router.get("", response_model=PricesResponse, summary="The price table in use and this tenant's overrides")
+async def list_prices(principal: Reader, store: StoreDep) -> PricesResponse:
+    rows = await _overrides(store, principal.tenant_id)
+    return PricesResponse(data=PriceTable(price_table=PRICE_SOURCE, overrides=[_out(r) for r in rows]))
+
+
+@router.put(
+    "",
+    response_model=OverrideResponse,
+    summary="Set a price override (admin)",
+    description="Applies to spans the worker processes after its next policy refresh; stored spans keep their cost.",
+)
+async def put_price(body: PriceIn, principal: Admin, store: StoreDep) -> OverrideResponse:
+    key = _key(body.provider, body.model)
+    prices = body.model_dump(include=set(PRICE_COLUMNS))
+    updated_at = await _write(store, principal.tenant_id, key, prices, deleted=False)
+    return OverrideResponse(data=_out({"provider": key[0], "model": key[1], "updated_at": updated_at, **prices}))
+
+
+@router.delete("", response_model=OverrideResponse, summary="Remove a price override (admin); returns it")
+async def delete_price(
+    principal: Admin,
+    store: StoreDep,
+    model: Annotated[str, Query(min_length=1, max_length=200, pattern=PRINTABLE)],
+    provider: Annotated[str | None, Query(max_length=100, pattern=PRINTABLE, description="As when it was set.")] = None,
+) -> OverrideResponse:
+    key = _key(provider, model)
+    found = await _overrides(store, principal.tenant_id, key)
+    if not found:
+        where = f" from provider {key[0]!r}" if key[0] else " without a provider"
+        raise NotFound(f"no price override for model {key[1]!r}{where}")
+    # The tombstone keeps the prices: the non-null columns need values, and it records what was removed.
+    await _write(store, principal.tenant_id, key, found[0], deleted=True)
+    return OverrideResponse(data=_out(found[0]))
+
+
+def lookback(
+    start: Annotated[datetime | None, Query(description="Inclusive start; default 30 days before end.")] = None,
+    end: Annotated[datetime | None, Query(description="Exclusive end; default now.")] = None,
+) -> TimeRange:
+    window = TimeRange(start, end)
+    if start is None:
+        window = TimeRange(window.end - UNKNOWN_LOOKBACK, window.end)
+    # The spans table's DateTime64(9) holds these years only; ClickHouse refuses a parameter outside them.
+    if window.start < SPAN_TIME_MIN or window.end > SPAN_TIME_MAX:
+        raise BadRequest(f"start and end must lie between {SPAN_TIME_MIN:%Y-%m-%d} and {SPAN_TIME_MAX:%Y-%m-%d}")
+    return window
+
+
+@router.get(
+    "/unknown-models",
+    response_model=UnknownModelsResponse,
+    summary="Models whose spans have usage but no known price (cost null), most spans first",
+)
+async def unknown_models(
+    principal: Reader,
+    store: StoreDep,
+    window: Annotated[TimeRange, Depends(lookback)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> UnknownModelsResponse:
+    sql = f"""
+        SELECT provider, model, count() AS spans, min(start_time) AS first_seen, max(start_time) AS last_seen
+        FROM {store.database}.spans FINAL
+        WHERE tenant_id = {{tenant:String}}
+          AND start_time >= {{start:DateTime64(9, 'UTC')}} AND start_time < {{end:DateTime64(9, 'UTC')}}
+          AND model != '' AND cost_usd IS NULL AND (input_tokens > 0 OR output_tokens > 0)
+          -- Counts that break their subset rules are unpriced for that reason (streams/cost.py), not the model.
+          AND cached_input_tokens + cache_write_tokens <= input_tokens AND reasoning_tokens <= output_tokens
+        GROUP BY provider, model
+        ORDER BY spans DESC, provider, model
+        LIMIT {{limit:UInt32}}
+    """
+    params = {"tenant": principal.tenant_id, **window.params(), "limit": limit}
+    rows = (await store.aquery(sql, params)).to_dicts()
+    return UnknownModelsResponse(data=[UnknownModel(**r) for r in rows])
