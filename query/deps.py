@@ -30,6 +30,11 @@ Admin = Annotated[Principal, Depends(admin)]
 StoreDep = Annotated[Store, Depends(store)]
 
 
+# DateTime64(9) holds 1900-01-01 to 2262-04-11; nothing we store predates Unix time.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_LATEST = datetime(2262, 4, 11, tzinfo=timezone.utc)
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
@@ -47,6 +52,9 @@ class TimeRange:
         self.start = _utc(start) if start else self.end - timedelta(days=1)
         if self.start >= self.end:
             raise BadRequest("start must be before end")
+        for name, value in (("start", self.start), ("end", self.end)):
+            if not _EARLIEST <= value <= _LATEST:
+                raise BadRequest(f"{name} must be between 1970-01-01 and 2262-04-11 (the span store's time range)")
 
     def params(self) -> dict[str, str]:
         fmt = "%Y-%m-%d %H:%M:%S.%f"

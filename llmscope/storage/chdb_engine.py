@@ -28,9 +28,10 @@ class ChdbStore(Store):
             raise StoreError(f"cannot open chDB data directory {path}: {exc}") from exc
 
     def _run(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> Any:
+        texts = {k: _param_text(v) for k, v in params.items()} if params else None
         try:
             with self._lock:
-                return self._session.query(sql, fmt, params=dict(params) if params else None)
+                return self._session.query(sql, fmt, params=texts)
         except Exception as exc:
             raise StoreError(str(exc).strip()) from exc
 
@@ -54,3 +55,22 @@ class ChdbStore(Store):
     def close(self) -> None:
         with self._lock:
             self._session.close()
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+
+
+def _param_text(value: Any) -> str:
+    """A parameter value as ClickHouse reads it (its Escaped text format), like clickhouse-connect
+    sends it: unescaped, a tab fails the query and a backslash silently changes the value."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_literal(v) for v in value) + "]"
+    return str(value).translate(_ESCAPES)
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.translate(_ESCAPES).replace("'", "\\'") + "'"
+    return _param_text(value)

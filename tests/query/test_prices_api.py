@@ -225,11 +225,6 @@ async def test_unknown_models_honour_the_time_range_and_limit(api, keys, seeded_
         assert "between" in _error(r, 400, "bad_request")  # beyond DateTime64(9), not a 500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG llmscope/storage/chdb_engine.py: query parameters are passed to chDB unescaped, so a "
-    "backslash in a {x:String} value is read as an escape (and a tab or newline fails the query)",
-)
 async def test_a_model_with_a_backslash_can_be_deleted(api, keys, store) -> None:
     body = {"model": "acme\\v2", "input_mtok": 1, "output_mtok": 1}
     assert (await api.put("/api/v1/prices", json=body, headers=keys["c"])).status_code == 200
