@@ -1,0 +1,100 @@
+"""schemathesis against the ingest and query OpenAPI documents: no request, valid or not, gets
+a 5xx, and documented responses match their schema.
+
+Each app is served by uvicorn on a thread of this process: schemathesis calls are synchronous,
+and the ingest's Kafka producer must live on one event loop for all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from schemathesis.checks import not_a_server_error, response_schema_conformance
+from schemathesis.specs.openapi.checks import content_type_conformance
+
+from ingest.app import create_ingest_app
+from ingest.auth import KeyResolver, create_key
+from ingest.ratelimit import LocalRateLimiter
+from llmscope.broker import free_port
+from llmscope.http import make_server
+from llmscope.kafka import IngestProducer, ensure_topics
+from query.app import create_query_app
+from tests.reliability.conftest import private_settings
+
+BOUNDED = hsettings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+
+
+def _serve(app, cleanup=None) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    port = free_port()
+    server = make_server(app, "127.0.0.1", port)
+
+    async def run() -> None:
+        await server.serve()
+        if cleanup:
+            await cleanup()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "server thread died"
+        threading.Event().wait(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def api_key(store) -> str:
+    return create_key(store, "schemathesis", "schemathesis", {"ingest", "read", "admin"})
+
+
+@pytest.fixture(scope="module")
+def ingest_api(settings, store) -> Iterator[schemathesis.BaseSchema]:
+    s = private_settings(settings, "schemathesis")
+    asyncio.run(ensure_topics(s))
+    producer = IngestProducer(s)
+    app = create_ingest_app(s, store, producer, KeyResolver(store, 30.0), LocalRateLimiter(10_000.0, 10_000.0, 1.0))
+    for url in _serve(app, producer.close):
+        yield schemathesis.openapi.from_url(f"{url}/openapi.json")
+
+
+@pytest.fixture(scope="module")
+def query_api(settings, store) -> Iterator[schemathesis.BaseSchema]:
+    app = create_query_app(settings, store, KeyResolver(store, 30.0))
+    for url in _serve(app):
+        yield schemathesis.openapi.from_url(f"{url}/openapi.json")
+
+
+def _check_every_operation(schema: schemathesis.BaseSchema, api_key: str) -> None:
+    """Up to 25 generated requests per operation (valid and invalid ones); every failing
+    operation is reported, not just the first. (schemathesis' pytest plugin does not load on
+    pytest 9, so its Python API drives Hypothesis directly.)"""
+    headers = {"authorization": f"Bearer {api_key}"}
+    failures = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @BOUNDED
+        @given(case=operation.as_strategy())
+        def run(case) -> None:  # type: ignore[no-untyped-def]
+            case.call_and_validate(headers=headers, checks=CHECKS)
+
+        try:
+            run()
+        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collected, asserted below
+            failures.append(f"{operation.label}: {str(exc)[:1500]}")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_ingest_api_never_answers_5xx_and_matches_its_schema(ingest_api, api_key) -> None:  # type: ignore[no-untyped-def]
+    _check_every_operation(ingest_api, api_key)
+
+
+def test_query_api_never_answers_5xx_and_matches_its_schema(query_api, api_key) -> None:  # type: ignore[no-untyped-def]
+    _check_every_operation(query_api, api_key)

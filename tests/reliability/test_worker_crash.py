@@ -1,0 +1,148 @@
+"""kill -9 the worker again and again under load: every acknowledged span is stored exactly once.
+
+The worker runs as `llmscope worker` subprocesses over their own chDB directory, against a
+tansu broker of this test's own; the ingest app runs in this process and counts what it acked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llmscope.broker import EmbeddedBroker
+from llmscope.kafka import consumer_lag, ensure_topics
+from llmscope.settings import Settings
+from tests.ingest.conftest import make_client
+from tests.reliability.conftest import Load, committed, eventually, private_settings
+
+pytestmark = pytest.mark.crash
+
+KILLS = 3
+REQUESTS, SPANS = 300, 20
+RATE = 12.0  # requests/s: the load spans every kill and restart
+
+# Runs in a fresh interpreter: chDB allows one data path per process and ours holds the session's.
+INSPECT = """
+import json, sys
+from pathlib import Path
+from llmscope.storage.chdb_engine import ChdbStore
+s = ChdbStore(Path(sys.argv[1]), "llmscope")
+db = s.database
+one = lambda sql: s.query(sql).row(0)
+out = {
+    "final": one(f"SELECT count() FROM {db}.spans FINAL")[0],
+    "raw": one(f"SELECT count() FROM {db}.spans")[0],
+    "span_ids": s.query(f"SELECT span_id FROM {db}.spans FINAL")["span_id"].to_list(),
+    "tables": s.query(f"SELECT name FROM system.tables WHERE database = '{db}'")["name"].to_list(),
+}
+if "rollup_minute" in out["tables"]:
+    sums = "sum(input_tokens), sum(output_tokens), sum(duration_ns)"
+    out["span_sums"] = list(one(f"SELECT count(), {sums} FROM {db}.spans FINAL"))
+    out["rollup_sums"] = list(one(f"SELECT sum(requests), sum(input_tokens), sum(output_tokens), sum(duration_ns_sum) FROM {db}.rollup_minute FINAL"))
+print(json.dumps(out, default=int))
+"""
+
+
+class Worker:
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.env = {
+            **os.environ,
+            "LLMSCOPE_DATA_DIR": str(settings.data_dir),
+            "LLMSCOPE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "LLMSCOPE_KAFKA_IDEMPOTENCE": "false",
+            "LLMSCOPE_INGEST_TOPIC": settings.ingest_topic,
+            "LLMSCOPE_DEADLETTER_TOPIC": settings.deadletter_topic,
+            "LLMSCOPE_WORKER_NAME": settings.worker_name,
+            "LLMSCOPE_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "LLMSCOPE_SINK_BATCH_SECONDS": "0.2",
+        }
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def run(self, role: str) -> subprocess.Popen[bytes]:
+        out = self.log.open("a")
+        out.write(f"\n==== llmscope {role} ====\n")
+        out.flush()
+        return subprocess.Popen([sys.executable, "-m", "llmscope.cli", role], env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+    def start(self) -> None:
+        self.process = self.run("worker")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)
+
+
+async def test_worker_killed_at_random_points_under_load_loses_and_doubles_nothing(tmp_path, store, settings, tenant_keys) -> None:
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    broker = await asyncio.to_thread(EmbeddedBroker.start)
+    worker = None
+    try:
+        s = private_settings(settings, "crash", data_dir=tmp_path, kafka_bootstrap_servers=broker.bootstrap)
+        await ensure_topics(s)
+        worker = Worker(s, tmp_path / "worker.log")
+        assert await asyncio.to_thread(worker.run("migrate").wait) == 0
+        worker.start()
+        client, producer = await make_client(s, store)
+        load, stop = Load(client, tenant_keys["a"], SPANS), asyncio.Event()
+        sending = asyncio.create_task(load.steady(RATE, stop, at_least=REQUESTS))
+        kills = []
+        for _ in range(KILLS):
+            # Kill only once this incarnation has made progress, so each kill lands mid-stream
+            # (a random moment of fetching, normalising, inserting or committing).
+            before = await committed(s)
+            await eventually(lambda: _advanced(s, before), timeout=60)
+            await asyncio.sleep(rng.uniform(0.0, 1.5))
+            worker.kill()
+            kills.append(round(time.monotonic(), 1))
+            worker.start()
+        stop.set()
+        await sending
+        await client.aclose()
+        await producer.close()
+        await eventually(lambda: _drained(s), timeout=90)
+        assert worker.stop() == 0
+        stored = json.loads(await asyncio.to_thread(_inspect, tmp_path / "chdb"))
+    finally:
+        if worker and worker.process and worker.process.poll() is None:
+            worker.process.kill()
+        broker.stop()
+
+    print(f"\nseed={seed} requests={load.sent} statuses={load.statuses} acked spans={len(load.acked)} "
+          f"kills={len(kills)} stored FINAL={stored['final']} raw={stored['raw']} "
+          f"duplicates absorbed by ReplacingMergeTree={stored['raw'] - stored['final']}")
+    assert load.statuses == {200: load.sent}  # the worker's crashes never reach the ingest
+    assert len(stored["span_ids"]) == len(set(stored["span_ids"]))  # nothing doubled
+    assert set(stored["span_ids"]) == load.acked  # nothing lost, nothing invented
+    assert stored["final"] == len(load.acked)
+    if "rollup_sums" in stored:  # rollup totals equal the sums over the raw spans
+        assert stored["rollup_sums"] == stored["span_sums"]
+
+
+async def _advanced(s: Settings, before: int) -> bool:
+    return await committed(s) > before
+
+
+async def _drained(s: Settings) -> bool:
+    return await consumer_lag(s, s.worker_name) == 0
+
+
+def _inspect(path: Path) -> str:
+    done = subprocess.run([sys.executable, "-c", INSPECT, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
