@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,11 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.auth import create_key
+from ingest.auth import KeyResolver, create_key
 from llmscope.broker import EmbeddedBroker, free_port
+from llmscope.kafka import ensure_topics
 from llmscope.settings import Settings, load_settings
 from llmscope.storage import Store, open_store
 from llmscope.storage.migrate import apply_migrations
+from query.app import create_query_app
+from streams.app import create_worker_app
+from streams.sink import SpanSink
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +69,26 @@ def tenant_keys(store: Store) -> dict[str, str]:
         "a_ingest_only": create_key(store, "tenant-a", "a ingest", {"ingest"}),
         "a_read_only": create_key(store, "tenant-a", "a read", {"read"}),
     }
+
+
+@contextlib.asynccontextmanager
+async def query_client(settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    """The query API in this process, over the given store, as an HTTP client."""
+    app = create_query_app(settings, store, KeyResolver(store, 30.0))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, store: Store) -> AsyncIterator[SpanSink]:
+    """The Faust worker in this process, consuming the settings' topics until the block ends."""
+    await ensure_topics(settings)
+    app, sink = create_worker_app(settings, store)
+    await app.start()
+    try:
+        yield sink
+    finally:
+        await app.stop()
 
 
 class UpProcess:

@@ -7,7 +7,6 @@ import json
 import time
 import zlib
 
-import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (

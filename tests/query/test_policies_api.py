@@ -7,18 +7,17 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from ingest.auth import KeyResolver, create_key
+from ingest.auth import create_key
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from query.app import create_query_app
 from streams.pii import PiiPolicy
 from streams.policies import load_policies
+from tests.conftest import query_client
 
 
 @pytest.fixture(scope="module")
 async def api(settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_query_app(settings, store, KeyResolver(store, 30.0))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as client:
+    async with query_client(settings, store) as client:
         yield client
 
 

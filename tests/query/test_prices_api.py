@@ -10,14 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest.auth import KeyResolver, create_key
+from ingest.auth import create_key
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from query.app import create_query_app
 from streams.cost import PRICE_SOURCE, PriceOverride
 from streams.enrich import EnrichmentPolicy, enrich
 from streams.normalise import normalise
 from streams.policies import load_policies
+from tests.conftest import query_client
 from tests.otlp_factory import llm_span, request_of
 
 NOW = time.time_ns()
@@ -26,8 +26,7 @@ HOUR = 3600 * 1_000_000_000
 
 @pytest.fixture(scope="module")
 async def api(settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_query_app(settings, store, KeyResolver(store, 30.0))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as client:
+    async with query_client(settings, store) as client:
         yield client
 
 

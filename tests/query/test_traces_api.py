@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from ingest.auth import KeyResolver, create_key
+from ingest.auth import create_key
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from query.app import create_query_app
 from streams.normalise import normalise
+from tests.conftest import query_client
 from tests.otlp_factory import llm_span, request_of
 
 NOW = time.time_ns()
@@ -47,8 +47,7 @@ async def seeded(store: Store) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="session")
 async def api(settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_query_app(settings, store, KeyResolver(store, 30.0))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as client:
+    async with query_client(settings, store) as client:
         yield client
 
 

@@ -13,16 +13,15 @@ import httpx
 import orjson
 import pytest
 
-from ingest.auth import KeyResolver, create_key
-from llmscope.kafka import IngestProducer, ensure_topics
+from ingest.auth import create_key
+from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from query.app import create_query_app
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage
-from streams.app import create_worker_app
 from streams.cost import OVERRIDE_SOURCE, PRICE_SOURCE
 from streams.pii import PiiPolicy, redact_text
 from streams.policies import load_policies
+from tests.conftest import query_client, running_worker
 from tests.otlp_factory import kv, llm_span, request_of
 
 REFRESH = 0.2
@@ -42,11 +41,8 @@ def flow_settings(settings: Settings) -> Settings:
 
 @pytest.fixture(scope="module")
 async def worker(flow_settings: Settings, store: Store) -> AsyncIterator[None]:
-    await ensure_topics(flow_settings)
-    app, _ = create_worker_app(flow_settings, store)
-    await app.start()
-    yield
-    await app.stop()
+    async with running_worker(flow_settings, store):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +55,7 @@ async def producer(flow_settings: Settings) -> AsyncIterator[IngestProducer]:
 
 @pytest.fixture(scope="module")
 async def api(flow_settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_query_app(flow_settings, store, KeyResolver(store, 30.0))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as client:
+    async with query_client(flow_settings, store) as client:
         yield client
 
 

@@ -11,22 +11,24 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from llmscope.kafka import IngestProducer, ensure_topics
+from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from schemas.messages import FORMAT_OTLP_TRACES, HEADER_DLQ_REASON, HEADER_DLQ_SOURCE, IngestMessage
-from streams.app import create_worker_app
+from schemas.messages import (
+    FORMAT_OTLP_TRACES,
+    HEADER_DLQ_REASON,
+    HEADER_DLQ_SOURCE,
+    IngestMessage,
+)
 from streams.sink import SpanSink
+from tests.conftest import running_worker
 from tests.otlp_factory import llm_span, request_of
 
 
 @pytest.fixture(scope="session")
 async def worker(settings: Settings, store: Store) -> AsyncIterator[SpanSink]:
-    await ensure_topics(settings)
-    app, sink = create_worker_app(settings, store)
-    await app.start()
-    yield sink
-    await app.stop()
+    async with running_worker(settings, store) as sink:
+        yield sink
 
 
 @pytest.fixture(scope="session")
