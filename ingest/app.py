@@ -122,13 +122,7 @@ def create_ingest_app(
 
     @app.get("/ready", summary="Readiness: broker and store reachable")
     async def ready() -> JSONResponse:
-        checks = {"broker": producer.connected, "store": await asyncio.to_thread(store.ping)}
-        if not checks["broker"]:
-            try:
-                await producer.connect()
-                checks["broker"] = True
-            except LLMScopeError:
-                pass
+        checks = {"broker": await producer.reachable(), "store": await asyncio.to_thread(store.ping)}
         ok = all(checks.values())
         return JSONResponse({"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 

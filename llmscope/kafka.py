@@ -43,6 +43,9 @@ class IngestProducer:
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
+        # After a failure the broker may have restarted without our topics (tansu keeps them in
+        # memory) and would auto-create them with its own partition count on the next produce.
+        self._check_topics = False
 
     def _build(self) -> AIOKafkaProducer:
         s = self._settings
@@ -59,10 +62,6 @@ class IngestProducer:
         else:
             options["acks"] = "all"
         return AIOKafkaProducer(**options)
-
-    @property
-    def connected(self) -> bool:
-        return self._producer is not None
 
     async def connect(self) -> None:
         """Connect once; a failure leaves the producer disconnected (ingest then answers 503)."""
@@ -82,13 +81,29 @@ class IngestProducer:
             await self.connect()
         assert self._producer is not None
         try:
+            if self._check_topics:
+                await asyncio.wait_for(ensure_topics(self._settings), self._settings.produce_timeout_seconds)
+                self._check_topics = False
             future = await self._producer.send(
                 self._settings.ingest_topic, message.value, key=key, headers=message.headers()
             )
             await asyncio.wait_for(future, self._settings.produce_timeout_seconds)
-        except (KafkaError, asyncio.TimeoutError) as exc:
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            self._check_topics = True
             log.warning("produce failed: %r", exc)
             raise Unavailable("the message broker did not acknowledge the write; retry later") from None
+
+    async def reachable(self) -> bool:
+        """Whether the broker answers a metadata request now (for readiness)."""
+        try:
+            if self._producer is None:
+                await self.connect()
+            assert self._producer is not None
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=2.0)
+            return True
+        except (KafkaError, OSError, asyncio.TimeoutError, Unavailable):
+            self._check_topics = True
+            return False
 
     async def close(self) -> None:
         if self._producer is not None:

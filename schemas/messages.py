@@ -34,6 +34,13 @@ class IngestMessage:
         ]
 
 
+# Times the spans table can take as "seconds.nanoseconds" text: DateTime64(9) ends at 2262-04-11
+# (the int64 nanosecond limit), and below 10 digits of seconds (2001-09-09) ClickHouse reads the
+# text as a date form instead. A row outside fails its whole INSERT, on every retry.
+MIN_STORABLE_NS = 10**18
+MAX_STORABLE_NS = 2**63 - 1
+
+
 class MalformedMessage(Exception):
     """A message on a topic that cannot be decoded: it goes to the dead-letter topic with this reason."""
 
@@ -58,7 +65,11 @@ def ingest_message_from(value: bytes | None, headers: Iterable[tuple[str, bytes]
     if value is None:
         raise MalformedMessage("empty message value")
     try:
-        received = int(parsed.get(HEADER_RECEIVED_AT, "0"))
+        received = int(parsed[HEADER_RECEIVED_AT])
+    except KeyError:
+        raise MalformedMessage(f"missing header {HEADER_RECEIVED_AT}") from None
     except ValueError:
         raise MalformedMessage(f"header {HEADER_RECEIVED_AT} is not an integer") from None
+    if not MIN_STORABLE_NS <= received < MAX_STORABLE_NS:
+        raise MalformedMessage(f"header {HEADER_RECEIVED_AT} is outside what the store can hold")
     return IngestMessage(tenant_id=tenant, format=fmt, received_at_ns=received, value=bytes(value))

@@ -47,6 +47,8 @@ def _faust_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=1.0,
         broker_commit_interval=1.0,
         producer_acks=-1,
+        # Messages waiting for the agent stay in the broker, not in memory: one batch of read-ahead.
+        stream_buffer_maxsize=settings.sink_batch_messages,
     )
 
 
@@ -95,7 +97,7 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
         ]
         await deadletter.send(key=key, value=raw.value, headers=headers)
 
-    async def store_batch(stream: StreamT, events: list[EventT]) -> None:
+    async def store_batch(events: list[EventT]) -> None:
         raws = [
             RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.value, _header_list(e.message.headers))
             for e in events
@@ -107,14 +109,13 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
         token = dedup_token([SourceOffset(r.topic, r.partition, r.offset) for r in raws])
         await sink.write(prepared.span_rows, prepared.span_count, token)
         await sink.write(prepared.rollup_rows, prepared.rollup_count, token, table=rollups)
-        for event in events:
-            await stream.ack(event)
 
     @app.agent(source, name="spans")
     async def process(stream: StreamT) -> None:
         stream = stream.noack()  # type: ignore[attr-defined]  # Stream has it; StreamT's stub lacks it
         batcher: Batcher[EventT] = Batcher(
-            lambda events: store_batch(stream, events),
+            store_batch,
+            stream.ack,
             max_items=settings.sink_batch_messages,
             max_seconds=settings.sink_batch_seconds,
         )

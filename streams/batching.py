@@ -3,7 +3,11 @@
 A batch is handed to `flush` as soon as it has `max_items` or its first item is `max_seconds`
 old. Up to `max_in_flight` batches are processed concurrently (so preparing one overlaps with
 inserting another); when all slots are busy `add` waits, which stops the agent from pulling
-more messages off the broker. Items are acknowledged by `flush` itself, only after it succeeded.
+more messages off the broker.
+
+Items are acknowledged only after their batch was flushed AND every batch dispatched before it
+was too, so acknowledged offsets never have a gap: Faust commits the first consecutive run of
+acked offsets and does not check for a gap before the first commit.
 """
 
 from __future__ import annotations
@@ -11,23 +15,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+@dataclass
+class _Batch(Generic[T]):
+    items: list[T]
+    flushed: bool = False
+
+
 class Batcher(Generic[T]):
     def __init__(
-        self, flush: Callable[[list[T]], Awaitable[None]], *, max_items: int, max_seconds: float, max_in_flight: int = 2
+        self,
+        flush: Callable[[list[T]], Awaitable[None]],
+        ack: Callable[[T], Awaitable[object]],
+        *,
+        max_items: int,
+        max_seconds: float,
+        max_in_flight: int = 2,
     ) -> None:
         self._flush = flush
+        self._ack = ack
         self._max_items = max_items
         self._max_seconds = max_seconds
         self._slots = asyncio.Semaphore(max_in_flight)
         self._pending: list[T] = []
         self._opened_at = 0.0
+        self._order: deque[_Batch[T]] = deque()  # dispatched, not yet acknowledged, oldest first
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def add(self, item: T) -> None:
@@ -46,23 +66,31 @@ class Batcher(Generic[T]):
                 await self._dispatch()
 
     async def _dispatch(self) -> None:
-        items, self._pending = self._pending, []
+        batch = _Batch(self._pending)
+        self._pending = []
         await self._slots.acquire()
-        task = asyncio.create_task(self._run(items))
+        self._order.append(batch)
+        task = asyncio.create_task(self._run(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, items: list[T]) -> None:
+    async def _run(self, batch: _Batch[T]) -> None:
         try:
-            await self._flush(items)
+            await self._flush(batch.items)
         except asyncio.CancelledError:
+            self._slots.release()
             raise
         except Exception:
-            # flush retries what can be retried; anything else is a bug. The items stay
-            # unacknowledged, so the broker redelivers them after a restart.
-            log.exception("batch of %d failed and was not acknowledged", len(items))
-        finally:
-            self._slots.release()
+            # flush retries whatever can be retried, so this is a bug. The batch keeps its slot and
+            # is never acknowledged: once every slot is held the worker stops taking messages, and
+            # a restart redelivers them, rather than committing past data that was never stored.
+            log.exception("batch of %d failed; holding its offsets uncommitted", len(batch.items))
+            return
+        batch.flushed = True
+        self._slots.release()
+        while self._order and self._order[0].flushed:
+            for item in self._order.popleft().items:
+                await self._ack(item)
 
     async def close(self) -> None:
         """Cancel in-flight batches: they are not acknowledged, so they will be redelivered."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from schemas.messages import MalformedMessage, ingest_message_from
+from schemas.messages import MAX_STORABLE_NS, MIN_STORABLE_NS, MalformedMessage, ingest_message_from
 from schemas.span import Span
 from streams.decode import spans_from_message
 from streams.enrich import enrich
@@ -42,10 +42,19 @@ def _enriched(raw: RawMessage, policies: TenantPolicies) -> tuple[list[Span], in
     spans = spans_from_message(message)
     policy = policies.for_tenant(message.tenant_id)
     for span in spans:
+        _check_storable(span)
         # Redaction happens here, before anything is written or published.
         result = enrich(span, policy)
         span.price_source, span.model_version, span.pii_counts = result.price_source, result.model_version, result.pii_counts
     return spans, message.received_at_ns
+
+
+def _check_storable(span: Span) -> None:
+    """Ingest rejects such spans; a message from another producer may still carry them, and one
+    unstorable row would fail its whole INSERT on every retry."""
+    times = [span.start_time_ns, span.end_time_ns, *(e.time_ns for e in span.events)]
+    if not all(MIN_STORABLE_NS <= t < MAX_STORABLE_NS for t in times):
+        raise MalformedMessage(f"span {span.span_id} has a time outside 2001..2262, which the store cannot hold")
 
 
 def prepare(messages: list[RawMessage], policies: TenantPolicies) -> PreparedBatch:

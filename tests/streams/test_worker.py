@@ -116,7 +116,11 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_kee
         for partition in range(settings.topic_partitions):
             await raw.send_and_wait(
                 settings.ingest_topic, b"\xff\xfe not protobuf " + marker, partition=partition,
-                headers=[("llmscope-tenant", b"worker-poison"), ("llmscope-format", FORMAT_OTLP_TRACES.encode())],
+                headers=[
+                    ("llmscope-tenant", b"worker-poison"),
+                    ("llmscope-format", FORMAT_OTLP_TRACES.encode()),
+                    ("llmscope-received-at-ns", str(time.time_ns()).encode()),
+                ],
             )
             await raw.send_and_wait(settings.ingest_topic, b"no headers " + marker, partition=partition)
     finally:
