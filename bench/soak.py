@@ -219,22 +219,32 @@ def summary(samples: list[Sample], minutes: float) -> None:
         for k, v in s.errors.items():
             errors[k] = errors.get(k, 0) + v
     spans = last.total_spans - first.total_spans
-    hours = (last.t - first.t) / 3600
     per_million = (last.tansu - first.tansu) / spans * 1e6 if spans else 0.0
-    up_slope = (last.up - first.up) / hours if hours else 0.0
+    # Least-squares slope after a one-minute warm-up: single samples are noisy (chDB merges, GC).
+    steady = [s for s in samples if s.t >= 60] or samples
+    up_slope = _slope([(s.t / 3600, s.up) for s in steady])
     rate = statistics.mean(s.spans_per_s for s in samples[1:])
     print("\nsummary")
     print(f"  accepted: {last.total_spans} spans, {rate:.0f} spans/s on average; errors: {fmt_errors(errors)}")
     if fresh:
         print(f"  freshness: p50 {statistics.median(fresh):.2f} s, max {max(fresh):.2f} s, "
               f"{len(samples) - len(fresh)} of {len(samples)} markers not readable within the sample interval")
-    print(f"  up RSS: {first.up / MiB:.0f} -> {last.up / MiB:.0f} MiB ({up_slope / MiB:+.0f} MiB/h); "
+    print(f"  up RSS: {first.up / MiB:.0f} -> {last.up / MiB:.0f} MiB (trend after the first minute {up_slope / MiB:+.0f} MiB/h); "
           f"worker pool: {first.workers / MiB:.0f} -> {last.workers / MiB:.0f} MiB")
     print(f"  tansu RSS: {first.tansu / MiB:.0f} -> {last.tansu / MiB:.0f} MiB: {per_million / MiB:.0f} MiB per million spans "
           f"({per_million / 1e6:.0f} bytes/span)")
     print(f"  at {rate:.0f} spans/s the broker grows {rate * 3600 * per_million / 1e6 / MiB / 1024:.2f} GiB/hour, "
           f"{rate * 86400 * per_million / 1e6 / MiB / 1024:.1f} GiB/day: `up` is for development loads, or restart it "
           "(graceful stop drains) to give the broker's memory back")
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    if len(points) < 2:
+        return 0.0
+    mx = statistics.mean(x for x, _ in points)
+    my = statistics.mean(y for _, y in points)
+    var = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
 
 
 def main() -> None:

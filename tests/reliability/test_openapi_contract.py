@@ -10,6 +10,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
@@ -65,10 +66,13 @@ def ingest_api(settings, store) -> Iterator[schemathesis.BaseSchema]:
 
 
 @pytest.fixture(scope="module")
-def query_api(settings, store) -> Iterator[schemathesis.BaseSchema]:
-    app = create_query_app(settings, store, KeyResolver(store, 30.0))
-    for url in _serve(app):
-        yield schemathesis.openapi.from_url(f"{url}/openapi.json")
+def query_url(settings, store) -> Iterator[str]:
+    yield from _serve(create_query_app(settings, store, KeyResolver(store, 30.0)))
+
+
+@pytest.fixture(scope="module")
+def query_api(query_url: str) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{query_url}/openapi.json")
 
 
 def _check_every_operation(schema: schemathesis.BaseSchema, api_key: str) -> None:
@@ -98,3 +102,17 @@ def test_ingest_api_never_answers_5xx_and_matches_its_schema(ingest_api, api_key
 
 def test_query_api_never_answers_5xx_and_matches_its_schema(query_api, api_key) -> None:  # type: ignore[no-untyped-def]
     _check_every_operation(query_api, api_key)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [  # found by the test above: an offset or the default range pushes these past year 1 or 9999
+        "/api/v1/metrics/timeseries?end=0001-01-01T00:01:01%2B00:01",
+        "/api/v1/metrics/summary?start=9999-12-31T23:00:00-05:00",
+        "/api/v1/traces?end=0001-01-01T12:00:00Z",
+    ],
+)
+def test_dates_at_the_edge_of_python_datetime_get_400_not_500(query_url: str, api_key: str, path: str) -> None:
+    r = httpx.get(f"{query_url}{path}", headers={"authorization": f"Bearer {api_key}"}, timeout=10)
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert r.json()["error"]["code"] == "bad_request"

@@ -125,7 +125,7 @@ async def test_worker_killed_at_random_points_under_load_loses_and_doubles_nothi
 
     print(f"\nseed={seed} requests={load.sent} statuses={load.statuses} acked spans={len(load.acked)} "
           f"kills={len(kills)} stored FINAL={stored['final']} raw={stored['raw']} "
-          f"duplicates absorbed by ReplacingMergeTree={stored['raw'] - stored['final']}")
+          f"redelivered rows not yet merged away by ReplacingMergeTree={stored['raw'] - stored['final']}")
     assert load.statuses == {200: load.sent}  # the worker's crashes never reach the ingest
     assert len(stored["span_ids"]) == len(set(stored["span_ids"]))  # nothing doubled
     assert set(stored["span_ids"]) == load.acked  # nothing lost, nothing invented
