@@ -159,3 +159,16 @@ def test_spans_with_times_clickhouse_cannot_hold_are_parked_not_retried_forever(
     store: Store, scratch_tables: tuple[str, str], raw: RawMessage
 ) -> None:
     _insert(store, scratch_tables, raw)
+
+
+@pytest.mark.parametrize("year_start_ns", [946_684_800 * 10**9, 978_307_200 * 10**9, NOW_NS])  # 2000, 2001, now
+def test_an_event_the_ingest_accepts_is_stored_not_parked(year_start_ns: int) -> None:
+    # The edge's bounds and the worker's bounds must agree, or an acknowledged span is dead-lettered.
+    from ingest.events import encode_event_messages, parse_events
+
+    events, rejected = parse_events(json.dumps({"id": "edge", "timestamp": year_start_ns, "model": "gpt-4o"}).encode(), 10)
+    assert events and not rejected
+    value = encode_event_messages(events, 900 * 1024)[0]
+    headers = [(HEADER_TENANT, b"t"), (HEADER_FORMAT, FORMAT_SDK_EVENTS.encode()), (HEADER_RECEIVED_AT, str(NOW_NS).encode())]
+    prepared = prepare([RawMessage("edge", 0, 0, value, headers)], POLICIES)
+    assert prepared.dead == [] and prepared.span_count == 1
