@@ -33,6 +33,7 @@ StoreDep = Annotated[Store, Depends(store)]
 # DateTime64(9) holds 1900-01-01 to 2262-04-11; nothing we store predates Unix time.
 _EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _LATEST = datetime(2262, 4, 11, tzinfo=timezone.utc)
+_OUT_OF_RANGE = "start and end must be between 1970-01-01 and 2262-04-11 (the span store's time range)"
 
 
 def _utc(value: datetime) -> datetime:
@@ -47,14 +48,17 @@ class TimeRange:
         start: Annotated[datetime | None, Query(description="Inclusive start (RFC 3339 or Unix seconds).")] = None,
         end: Annotated[datetime | None, Query(description="Exclusive end; default now.")] = None,
     ) -> None:
-        now = datetime.now(timezone.utc)
-        self.end = _utc(end) if end else now + timedelta(minutes=1)
-        self.start = _utc(start) if start else self.end - timedelta(days=1)
+        try:
+            # Converting an offset date at the edge of Python's datetime range overflows.
+            self.end = _utc(end) if end else datetime.now(timezone.utc) + timedelta(minutes=1)
+            self.start = _utc(start) if start else self.end - timedelta(days=1)
+        except OverflowError:
+            raise BadRequest(_OUT_OF_RANGE) from None
+        for value in (self.start, self.end):
+            if not _EARLIEST <= value <= _LATEST:
+                raise BadRequest(_OUT_OF_RANGE)
         if self.start >= self.end:
             raise BadRequest("start must be before end")
-        for name, value in (("start", self.start), ("end", self.end)):
-            if not _EARLIEST <= value <= _LATEST:
-                raise BadRequest(f"{name} must be between 1970-01-01 and 2262-04-11 (the span store's time range)")
 
     def params(self) -> dict[str, str]:
         fmt = "%Y-%m-%d %H:%M:%S.%f"

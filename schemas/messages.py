@@ -35,9 +35,9 @@ class IngestMessage:
 
 
 # Times the spans table can take as "seconds.nanoseconds" text: DateTime64(9) ends at 2262-04-11
-# (the int64 nanosecond limit), and below 10 digits of seconds (2001-09-09) ClickHouse reads the
+# (the int64 nanosecond limit), and below 9 digits of seconds (1973-03-03) ClickHouse reads the
 # text as a date form instead. A row outside fails its whole INSERT, on every retry.
-MIN_STORABLE_NS = 10**18
+MIN_STORABLE_NS = 10**17
 MAX_STORABLE_NS = 2**63 - 1
 
 

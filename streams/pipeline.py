@@ -54,7 +54,7 @@ def _check_storable(span: Span) -> None:
     unstorable row would fail its whole INSERT on every retry."""
     times = [span.start_time_ns, span.end_time_ns, *(e.time_ns for e in span.events)]
     if not all(MIN_STORABLE_NS <= t < MAX_STORABLE_NS for t in times):
-        raise MalformedMessage(f"span {span.span_id} has a time outside 2001..2262, which the store cannot hold")
+        raise MalformedMessage(f"span {span.span_id} has a time outside 1973..2262, which the store cannot hold")
 
 
 def prepare(messages: list[RawMessage], policies: TenantPolicies) -> PreparedBatch:
