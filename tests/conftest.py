@@ -71,6 +71,11 @@ def tenant_keys(store: Store) -> dict[str, str]:
     }
 
 
+def bearer(store: Store, tenant: str, *scopes: str) -> dict[str, str]:
+    """Authorization headers with a new key of `tenant` holding `scopes`."""
+    return {"authorization": f"Bearer {create_key(store, tenant, 'test', set(scopes))}"}
+
+
 @contextlib.asynccontextmanager
 async def query_client(settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClient]:
     """The query API in this process, over the given store, as an HTTP client."""

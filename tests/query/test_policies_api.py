@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from ingest.auth import create_key
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from streams.pii import PiiPolicy
 from streams.policies import load_policies
-from tests.conftest import query_client
+from tests.conftest import bearer, query_client
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +22,11 @@ async def api(settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClie
 
 @pytest.fixture(scope="module")
 def keys(store: Store) -> dict[str, dict[str, str]]:
-    def h(tenant: str, scopes: set[str]) -> dict[str, str]:
-        return {"authorization": f"Bearer {create_key(store, tenant, 'test', scopes)}"}
-
     return {
-        "a": h("policies-a", {"read", "admin"}),
-        "a_read": h("policies-a", {"read"}),
-        "b": h("policies-b", {"read", "admin"}),
-        "c": h("policies-c", {"read", "admin"}),
+        "a": bearer(store, "policies-a", "admin", "read"),
+        "a_read": bearer(store, "policies-a", "read"),
+        "b": bearer(store, "policies-b", "admin", "read"),
+        "c": bearer(store, "policies-c", "admin", "read"),
     }
 
 

@@ -10,14 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest.auth import create_key
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from streams.cost import PRICE_SOURCE, PriceOverride
 from streams.enrich import EnrichmentPolicy, enrich
 from streams.normalise import normalise
 from streams.policies import load_policies
-from tests.conftest import query_client
+from tests.conftest import bearer, query_client
 from tests.otlp_factory import llm_span, request_of
 
 NOW = time.time_ns()
@@ -32,15 +31,12 @@ async def api(settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClie
 
 @pytest.fixture(scope="module")
 def keys(store: Store) -> dict[str, dict[str, str]]:
-    def h(tenant: str, scopes: set[str]) -> dict[str, str]:
-        return {"authorization": f"Bearer {create_key(store, tenant, 'test', scopes)}"}
-
     return {
-        "a": h("prices-a", {"read", "admin"}),
-        "a_read": h("prices-a", {"read"}),
-        "b": h("prices-b", {"read", "admin"}),
-        "c": h("prices-c", {"read", "admin"}),
-        "u": h("prices-unknown", {"read"}),
+        "a": bearer(store, "prices-a", "admin", "read"),
+        "a_read": bearer(store, "prices-a", "read"),
+        "b": bearer(store, "prices-b", "admin", "read"),
+        "c": bearer(store, "prices-c", "admin", "read"),
+        "u": bearer(store, "prices-unknown", "read"),
     }
 
 

@@ -107,15 +107,6 @@ class MessageStreamWatcher(StreamWatcher):
             **anthropic_usage(self.usage),
         }
 
-    def finish(self, interrupted: bool) -> None:
-        fields = self._fields()
-        if interrupted:
-            fields["metadata"] = {"stream.interrupted": True}
-        self.call.finish(**fields)
-
-    def fail(self, exc: BaseException) -> None:
-        self.call.fail(exc, **self._fields())
-
 
 class _ObservedManager:
     """Stands in for (Async)MessageStreamManager: hands out the real MessageStream, watching its raw events."""

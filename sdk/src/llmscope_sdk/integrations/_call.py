@@ -75,9 +75,18 @@ class StreamWatcher:
     def hide(self, item: Any) -> bool:
         return False
 
-    def finish(self, interrupted: bool) -> None: ...
+    def _fields(self) -> dict[str, Any]:
+        """What the stream has told so far (usage, models, finish reasons), as LLMCall fields."""
+        return {}
 
-    def fail(self, exc: BaseException) -> None: ...
+    def finish(self, interrupted: bool) -> None:
+        fields = self._fields()
+        if interrupted:
+            fields["metadata"] = {"stream.interrupted": True}
+        self.call.finish(**fields)
+
+    def fail(self, exc: BaseException) -> None:
+        self.call.fail(exc, **self._fields())
 
 
 def _end(watcher: StreamWatcher, interrupted: bool) -> None:

@@ -131,15 +131,6 @@ class ChatStreamWatcher(StreamWatcher):
             **self.usage,
         }
 
-    def finish(self, interrupted: bool) -> None:
-        fields = self._fields()
-        if interrupted:
-            fields["metadata"] = {"stream.interrupted": True}
-        self.call.finish(**fields)
-
-    def fail(self, exc: BaseException) -> None:
-        self.call.fail(exc, **self._fields())
-
 
 class ResponsesStreamWatcher(StreamWatcher):
     """Usage is on the terminal event's `response`; everything else is read from it too."""
