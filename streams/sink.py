@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from llmscope.storage import Store, StoreError
 
@@ -38,12 +37,18 @@ def dedup_token(offsets: Sequence[SourceOffset]) -> str:
 
 @dataclass
 class SinkHealth:
-    healthy: bool = True
+    """Unhealthy while any write is failing: batches are written concurrently, so one batch
+    succeeding says nothing about another that is still being retried."""
+
+    failing_writes: int = 0
+    retries: int = 0  # failed attempts since start
     last_error: str = ""
-    consecutive_failures: int = 0
     rows_written: int = 0
     batches_written: int = 0
-    failed_since: float | None = field(default=None)
+
+    @property
+    def healthy(self) -> bool:
+        return self.failing_writes == 0
 
 
 class SpanSink:
@@ -54,26 +59,31 @@ class SpanSink:
         self.health = SinkHealth()
 
     async def write(self, rows_json: bytes, count: int, token: str, table: str | None = None) -> None:
-        """Insert a JSON array of rows (into the spans table unless `table` says otherwise) until it succeeds. Never raises for store errors: waiting
-        here stops the agent from taking more messages, which is the back-pressure we want when
-        ClickHouse is down."""
+        """Insert a JSON array of rows (into the spans table unless `table` says otherwise) until it
+        succeeds. Never raises for store errors: waiting here stops the agent from taking more
+        messages, which is the back-pressure we want when ClickHouse is down."""
         if count == 0:
             return
-        delay = 0.2
+        delay, attempt, h = 0.2, 0, self.health
         settings = {"insert_deduplication_token": token}
         while True:
             try:
                 await asyncio.to_thread(self._store.insert_json, table or self._table, rows_json, settings)
                 break
             except StoreError as exc:
-                h = self.health
-                h.healthy, h.last_error = False, str(exc)[:500]
-                h.consecutive_failures += 1
-                h.failed_since = h.failed_since or time.time()
-                log.warning("span insert failed (attempt %d), retrying in %.1fs: %s", h.consecutive_failures, delay, exc)
+                if attempt == 0:
+                    h.failing_writes += 1
+                attempt += 1
+                h.retries += 1
+                h.last_error = str(exc)[:500]
+                log.warning("insert failed (attempt %d), retrying in %.1fs: %s", attempt, delay, exc)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(self._max_backoff, delay * 2)
-        h = self.health
-        h.healthy, h.consecutive_failures, h.failed_since = True, 0, None
+            except asyncio.CancelledError:
+                if attempt:
+                    h.failing_writes -= 1
+                raise
+        if attempt:
+            h.failing_writes -= 1
         h.rows_written += count
         h.batches_written += 1

@@ -41,12 +41,14 @@ out = {
     "final": one(f"SELECT count() FROM {db}.spans FINAL")[0],
     "raw": one(f"SELECT count() FROM {db}.spans")[0],
     "span_ids": s.query(f"SELECT span_id FROM {db}.spans FINAL")["span_id"].to_list(),
-    "tables": s.query(f"SELECT name FROM system.tables WHERE database = '{db}'")["name"].to_list(),
 }
-if "rollup_minute" in out["tables"]:
-    sums = "sum(input_tokens), sum(output_tokens), sum(duration_ns)"
-    out["span_sums"] = list(one(f"SELECT count(), {sums} FROM {db}.spans FINAL"))
-    out["rollup_sums"] = list(one(f"SELECT sum(requests), sum(input_tokens), sum(output_tokens), sum(duration_ns_sum) FROM {db}.rollup_minute FINAL"))
+# Cost compared as exact decimal text: "to the cent" is the least it must hold to.
+sums = "sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), sum(duration_ns)"
+out["span_sums"] = list(one(f"SELECT count(), {sums}, toString(sum(cost_usd)) FROM {db}.spans FINAL"))
+out["rollup_sums"] = list(one(
+    f"SELECT sum(requests), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), "
+    f"sum(duration_ns_sum), toString(sum(cost_usd)) FROM {db}.rollup_minute FINAL"
+))
 print(json.dumps(out, default=int))
 """
 
@@ -130,8 +132,9 @@ async def test_worker_killed_at_random_points_under_load_loses_and_doubles_nothi
     assert len(stored["span_ids"]) == len(set(stored["span_ids"]))  # nothing doubled
     assert set(stored["span_ids"]) == load.acked  # nothing lost, nothing invented
     assert stored["final"] == len(load.acked)
-    if "rollup_sums" in stored:  # rollup totals equal the sums over the raw spans
-        assert stored["rollup_sums"] == stored["span_sums"]
+    # Rollup totals equal the sums over the raw spans, to the token and to the exact cost.
+    assert stored["rollup_sums"] == stored["span_sums"]
+    assert stored["span_sums"][-1] not in ("0", "\\N"), "the load's spans should be priced"
 
 
 async def _advanced(s: Settings, before: int) -> bool:
