@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
-from llmscope.settings import Settings
 from llmscope.storage import Store
 from streams.pii import PiiPolicy
 from streams.policies import load_policies
-from tests.conftest import bearer, query_client
-
-
-@pytest.fixture(scope="module")
-async def api(settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    async with query_client(settings, store) as client:
-        yield client
+from tests.conftest import bearer
 
 
 @pytest.fixture(scope="module")

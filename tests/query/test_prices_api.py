@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
-from llmscope.settings import Settings
 from llmscope.storage import Store
 from streams.cost import PRICE_SOURCE, PriceOverride
 from streams.enrich import EnrichmentPolicy, enrich
 from streams.normalise import normalise
 from streams.policies import load_policies
-from tests.conftest import bearer, query_client
+from tests.conftest import bearer
 from tests.otlp_factory import llm_span, request_of
 
 NOW = time.time_ns()
 HOUR = 3600 * 1_000_000_000
-
-
-@pytest.fixture(scope="module")
-async def api(settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    async with query_client(settings, store) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

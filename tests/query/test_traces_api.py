@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from ingest.auth import create_key
-from llmscope.settings import Settings
 from llmscope.storage import Store
 from streams.normalise import normalise
-from tests.conftest import query_client
 from tests.otlp_factory import llm_span, request_of
 
 NOW = time.time_ns()
@@ -43,12 +39,6 @@ async def seeded(store: Store) -> dict[str, list[str]]:
     traces["traces-b"].append(tid.hex())
     await store.ainsert_rows(f"{store.database}.spans", rows, "seed-traces")
     return traces
-
-
-@pytest.fixture(scope="session")
-async def api(settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    async with query_client(settings, store) as client:
-        yield client
 
 
 @pytest.fixture(scope="session")
