@@ -72,7 +72,6 @@ class Settings(BaseSettings):
     sink_batch_seconds: PositiveFloat = 0.5
     worker_processes: int = Field(1, ge=0, description="Processes for decode/normalise/enrich; 0 = a thread.")
     worker_name: str = "llmscope-worker"
-    worker_web_port: int = Field(6066, ge=0, le=65535)
 
     # rollups and analytics
     rollup_lateness_seconds: PositiveInt = Field(
