@@ -23,17 +23,19 @@ from llmscope.broker import free_port  # noqa: E402
 
 
 def start_up(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
+    """`llmscope up` on free loopback ports; (process, ingest URL, query URL, dev API key)."""
     ingest_port, query_port = free_port(), free_port()
-    log = (data_dir / "up.log").open("w")
+    log = data_dir / "up.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmscope.cli", "up", "--data-dir", str(data_dir),
          "--ingest-port", str(ingest_port), "--query-port", str(query_port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LLMSCOPE_LOG_LEVEL": "WARNING"},
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "LLMSCOPE_LOG_LEVEL": "WARNING", "LLMSCOPE_INGEST_HOST": "127.0.0.1", "LLMSCOPE_QUERY_HOST": "127.0.0.1"},
     )
     deadline = time.monotonic() + 120
-    while "Ctrl-C stops everything" not in (data_dir / "up.log").read_text():
+    while "Ctrl-C stops everything" not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("llmscope up did not start:\n" + (data_dir / "up.log").read_text()[-2000:])
+            raise SystemExit("llmscope up did not start:\n" + log.read_text()[-2000:])
         time.sleep(0.1)
     key = (data_dir / "dev-api-key").read_text().strip()
     return proc, f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{query_port}", key

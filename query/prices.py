@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmscope.errors import BadRequest, NotFound
+from llmscope.errors import NotFound
 from llmscope.storage import Store
 from query.deps import Admin, Reader, StoreDep, TimeRange
 from streams.cost import PRICE_SOURCE
@@ -19,8 +19,6 @@ from streams.models import normalise_provider
 router = APIRouter(prefix="/api/v1/prices", tags=["prices"])
 
 UNKNOWN_LOOKBACK = timedelta(days=30)
-SPAN_TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
-SPAN_TIME_MAX = datetime(2262, 4, 11, tzinfo=UTC)
 PRICE_COLUMNS = ("input_mtok", "output_mtok", "cached_input_mtok", "cache_write_mtok", "reasoning_mtok")
 # Bounds of the price_overrides columns, Decimal(38, 12): checked here so a bad value is a 400, not a store error.
 Price = Annotated[Decimal, Field(ge=0, max_digits=38, decimal_places=12, description="USD per million tokens.")]
@@ -194,12 +192,9 @@ def lookback(
     start: Annotated[datetime | None, Query(description="Inclusive start; default 30 days before end.")] = None,
     end: Annotated[datetime | None, Query(description="Exclusive end; default now.")] = None,
 ) -> TimeRange:
-    window = TimeRange(start, end)
+    window = TimeRange(start, end)  # TimeRange also holds both ends to the spans table's range
     if start is None:
         window = TimeRange(window.end - UNKNOWN_LOOKBACK, window.end)
-    # The spans table's DateTime64(9) holds these years only; ClickHouse refuses a parameter outside them.
-    if window.start < SPAN_TIME_MIN or window.end > SPAN_TIME_MAX:
-        raise BadRequest(f"start and end must lie between {SPAN_TIME_MIN:%Y-%m-%d} and {SPAN_TIME_MAX:%Y-%m-%d}")
     return window
 
 
