@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     produce_timeout_seconds: PositiveFloat = 5.0
     # Messages above this are split; stays under Kafka's default 1 MiB max message size.
     max_message_bytes: PositiveInt = 900 * 1024
+    # Also split by span count, so one message is a bounded unit of work for the worker.
+    max_spans_per_message: PositiveInt = 5_000
 
     clickhouse_url: str | None = Field(
         None, description="http(s)://user:password@host:8123 of a ClickHouse server; unset = embedded chDB."
@@ -53,6 +55,8 @@ class Settings(BaseSettings):
     query_host: str = "0.0.0.0"
     query_port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: PositiveInt = Field(64 * MiB, description="OTLP body limit, enforced after decompression.")
+    # OTel SDKs export at most 512 spans a request and a Collector's batch processor 8,192 by default.
+    max_spans_per_request: PositiveInt = Field(100_000, description="More spans in one OTLP request get 413.")
 
     events_max_count: PositiveInt = Field(1000, description="Most SDK events in one POST /api/v1/events.")
     events_max_bytes: PositiveInt = Field(5 * MiB, description="SDK events body limit after decompression.")
@@ -63,13 +67,16 @@ class Settings(BaseSettings):
     pii_hash_key: SecretStr | None = Field(None, description="Secret for the 'hash' PII policy (keyed per tenant).")
     policy_refresh_seconds: PositiveFloat = Field(5.0, description="How soon workers see policy and price changes.")
 
-    api_key_cache_seconds: PositiveFloat = 30.0
+    api_key_cache_seconds: PositiveFloat = Field(
+        5.0, description="How often each process re-reads the API keys: a new or revoked key takes effect within this."
+    )
     rate_limit_per_key: PositiveFloat = Field(200.0, description="Requests per second per API key.")
     rate_limit_per_tenant: PositiveFloat = Field(500.0, description="Requests per second per tenant.")
     rate_limit_burst_seconds: PositiveFloat = Field(2.0, description="Bucket size, in seconds of the rate.")
 
     sink_batch_messages: PositiveInt = Field(200, description="Ingest messages (≈ requests) per ClickHouse insert.")
     sink_batch_seconds: PositiveFloat = 0.5
+    sink_batch_bytes: PositiveInt = Field(16 * MiB, description="Most message bytes per worker batch.")
     worker_processes: int = Field(1, ge=0, description="Processes for decode/normalise/enrich; 0 = a thread.")
     worker_name: str = "llmscope-worker"
 
@@ -77,7 +84,10 @@ class Settings(BaseSettings):
     rollup_lateness_seconds: PositiveInt = Field(
         7200, description="Hours ending more than this ago are compacted into hour/day rollups."
     )
-    rollup_compact_interval_seconds: PositiveFloat = Field(60.0, description="How often the worker compacts.")
+    rollup_minute_interval_seconds: PositiveFloat = Field(
+        1.0, description="How often the worker recomputes the minute rollups of newly stored spans."
+    )
+    rollup_compact_interval_seconds: PositiveFloat = Field(60.0, description="How often the worker compacts hours and days.")
     query_cache_ttl_seconds: float = Field(300.0, ge=0, description="Analytics cache TTL for past ranges; 0 = off.")
     query_cache_recent_ttl_seconds: float = Field(5.0, ge=0, description="TTL for ranges reaching the last minutes.")
     query_cache_prefix: str = "llmscope:qc"

@@ -14,8 +14,8 @@ from ingest.auth import KeyResolver
 from llmscope.errors import LLMScopeError
 from llmscope.http import RequestIdMiddleware, error_response
 from llmscope.settings import Settings
-from llmscope.storage import Store
-from query import metrics, policies, prices, traces
+from llmscope.storage import Store, StoreError
+from query import deadletters, metrics, policies, prices, traces
 from query.cache import make_cache
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,20 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver) ->
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="Readiness: store reachable")
+    @app.get("/ready", summary="Readiness: store reachable; and how many dead letters the last 24 hours parked")
     async def ready() -> JSONResponse:
         ok = await asyncio.to_thread(store.ping)
-        return JSONResponse({"status": "ready" if ok else "unavailable", "checks": {"store": ok}}, status_code=200 if ok else 503)
+        body: dict[str, object] = {"status": "ready" if ok else "unavailable", "checks": {"store": ok}}
+        if ok:
+            try:
+                body["dead_letters_24h"] = await asyncio.to_thread(deadletters.recent_count, store)
+            except StoreError:
+                pass  # readiness is about the store answering, which it just did; the count is extra
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     app.include_router(traces.router)
     app.include_router(metrics.router)
     app.include_router(prices.router)
     app.include_router(policies.router)
+    app.include_router(deadletters.router)
     return app

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from schemas.times import storable
 
 # Header names on every message of the ingest topic.
 HEADER_TENANT = "llmscope-tenant"
 HEADER_FORMAT = "llmscope-format"
 HEADER_RECEIVED_AT = "llmscope-received-at-ns"
+# A random id the ingest gives each message it acknowledges. It never repeats (unlike offsets, which
+# a restarted broker or a re-created topic hands out again), so sinks deduplicate on it.
+HEADER_MESSAGE_ID = "llmscope-message-id"
 
 # Values of HEADER_FORMAT. The value bytes are:
 FORMAT_OTLP_TRACES = "otlp-traces-v1"  # a serialized ExportTraceServiceRequest, only valid spans
@@ -19,26 +26,25 @@ HEADER_DLQ_REASON = "llmscope-dlq-reason"
 HEADER_DLQ_SOURCE = "llmscope-dlq-source"  # "topic/partition/offset"
 
 
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True, slots=True)
 class IngestMessage:
     tenant_id: str
     format: str
     received_at_ns: int
     value: bytes
+    message_id: str = field(default_factory=new_message_id)
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [
             (HEADER_TENANT, self.tenant_id.encode()),
             (HEADER_FORMAT, self.format.encode()),
             (HEADER_RECEIVED_AT, str(self.received_at_ns).encode()),
+            (HEADER_MESSAGE_ID, self.message_id.encode()),
         ]
-
-
-# Times the spans table can take as "seconds.nanoseconds" text: DateTime64(9) ends at 2262-04-11
-# (the int64 nanosecond limit), and below 9 digits of seconds (1973-03-03) ClickHouse reads the
-# text as a date form instead. A row outside fails its whole INSERT, on every retry.
-MIN_STORABLE_NS = 10**17
-MAX_STORABLE_NS = 2**63 - 1
 
 
 class MalformedMessage(Exception):
@@ -70,6 +76,10 @@ def ingest_message_from(value: bytes | None, headers: Iterable[tuple[str, bytes]
         raise MalformedMessage(f"missing header {HEADER_RECEIVED_AT}") from None
     except ValueError:
         raise MalformedMessage(f"header {HEADER_RECEIVED_AT} is not an integer") from None
-    if not MIN_STORABLE_NS <= received < MAX_STORABLE_NS:
+    if not storable(received):
         raise MalformedMessage(f"header {HEADER_RECEIVED_AT} is outside what the store can hold")
-    return IngestMessage(tenant_id=tenant, format=fmt, received_at_ns=received, value=bytes(value))
+    value = bytes(value)
+    # Messages from a producer that predates message ids: arrival time and content identify them
+    # just as uniquely, and the same message redelivered hashes the same.
+    message_id = parsed.get(HEADER_MESSAGE_ID) or hashlib.sha256(b"%d:" % received + value).hexdigest()[:32]
+    return IngestMessage(tenant_id=tenant, format=fmt, received_at_ns=received, value=value, message_id=message_id)

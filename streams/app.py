@@ -1,34 +1,53 @@
 """The worker: a Faust app whose agent turns ingest-topic messages into stored spans.
 
 Messages are acknowledged explicitly, only after their batch is in ClickHouse (or, for poison
-messages, in the dead-letter topic), so a crash at any point redelivers rather than loses.
+messages and unstorable spans, in the dead-letter topic), so a crash at any point redelivers
+rather than loses. Rollups are recomputed from the stored spans by leader-only timers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
+import os
 import random
+import signal
+import threading
+import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime, timedelta, timezone
 
 import faust
+import orjson
 from faust.types import EventT, StreamT
 
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from schemas.messages import HEADER_DLQ_REASON, HEADER_DLQ_SOURCE
+from schemas.messages import (
+    HEADER_DLQ_REASON,
+    HEADER_DLQ_SOURCE,
+    HEADER_FORMAT,
+    HEADER_RECEIVED_AT,
+    HEADER_TENANT,
+    MalformedMessage,
+    parse_headers,
+)
+from schemas.span import ns_to_ch
+from schemas.times import storable
 from streams.batching import Batcher
-from streams.compaction import compact
-from streams.pipeline import PreparedBatch, RawMessage, prepare
+from streams.compaction import MinuteCompactor, compact
+from streams.pipeline import DeadLetter, PreparedBatch, RawMessage, prepare
 from streams.policies import PolicyCache, TenantPolicies
-from streams.rollup import rollup_table
-from streams.sink import SourceOffset, SpanSink, dedup_token
+from streams.rollup import ROLLUP_DIRTY
+from streams.sink import SpanSink
 
 log = logging.getLogger(__name__)
+
+HEADER_DLQ_ITEM = "llmscope-dlq-item"
 
 
 def _faust_app(settings: Settings) -> faust.App:
@@ -49,7 +68,30 @@ def _faust_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         # Messages waiting for the agent stay in the broker, not in memory: one batch of read-ahead.
         stream_buffer_maxsize=settings.sink_batch_messages,
+        # Stopping does not wait for batches in flight: one that cannot be stored (the store is
+        # down) would hold the stop forever. They are not acknowledged, so the next worker gets them
+        # again, and nothing stores or counts twice (see sink.py); what was acknowledged is committed.
+        stream_wait_empty=False,
     )
+
+
+def _child_init(parent: int) -> None:
+    """Runs first in every CPU-stage process: the parent owns it.
+
+    A terminal's Ctrl-C signals the whole foreground process group; the parent decides how to
+    stop, so the child ignores it. And the child must not outlive the parent, even a parent
+    killed with SIGKILL: the kernel's parent-death signal covers that, and a watchdog thread covers
+    the case where the parent died before the signal was armed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 class CpuStage:
@@ -61,8 +103,23 @@ class CpuStage:
 
     def _executor(self) -> Executor | None:
         if self._processes and self._pool is None:
-            # spawn, not fork: the parent holds chDB, Kafka clients and threads.
-            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"))
+            # The children (and multiprocessing's helper) start with SIGINT ignored, which they
+            # inherit: a Ctrl-C while they import, before _child_init runs, would kill them with a
+            # traceback. (A blocked mask would be safer for the parent, but spawn does not pass it on.)
+            main = threading.current_thread() is threading.main_thread()
+            handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+            try:
+                # spawn, not fork: the parent holds chDB, Kafka clients and threads.
+                pool = ProcessPoolExecutor(
+                    self._processes, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_child_init, initargs=(os.getpid(),),
+                )
+                for _ in range(self._processes):
+                    pool.submit(int)  # starts the processes now, while SIGINT is ignored
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, handler)
+            self._pool = pool
         return self._pool
 
     async def prepare(self, messages: list[RawMessage], policies: TenantPolicies) -> PreparedBatch:
@@ -78,6 +135,32 @@ class CpuStage:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+def _dead_letter_row(dead: DeadLetter, raw: RawMessage) -> dict[str, object]:
+    """The dead_letters row: where it came from and why, never the (unredacted) content."""
+    tenant, fmt, received = dead.tenant_id, dead.format, dead.received_at_ns
+    if not tenant:
+        try:
+            headers = parse_headers(raw.headers)
+        except MalformedMessage:
+            headers = {}
+        tenant, fmt = headers.get(HEADER_TENANT, ""), headers.get(HEADER_FORMAT, "")
+        received = int(headers[HEADER_RECEIVED_AT]) if headers.get(HEADER_RECEIVED_AT, "").isdigit() else 0
+    return {
+        "tenant_id": tenant,
+        "message_id": dead.message_id or raw.source,
+        "item": dead.item,
+        "parked_at": f"{time.time():.3f}",
+        "received_at": ns_to_ch(received if storable(received) else time.time_ns()),
+        "source": raw.source,
+        "format": fmt,
+        "trace_id": dead.trace_id,
+        "span_id": dead.span_id,
+        "reason": dead.reason[:1000],
+        "size_bytes": len(dead.value if dead.value is not None else raw.value or b""),
+    }
 
 
 def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, SpanSink]:
@@ -87,15 +170,22 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
     sink = SpanSink(store)
     cpu = CpuStage(settings.worker_processes)
     policies = PolicyCache(store, settings)
-    rollups = rollup_table(store.database)
+    minutes = MinuteCompactor(store)
+    db = store.database
 
-    async def park(raw: RawMessage, key: bytes | None, reason: str) -> None:
-        log.warning("dead-lettering %s/%d/%d: %s", raw.topic, raw.partition, raw.offset, reason)
+    async def park(dead: DeadLetter, raw: RawMessage, key: bytes | None) -> None:
+        what = "message" if dead.item < 0 else f"item {dead.item} of message"
+        log.warning("dead-lettering %s %s: %s", what, raw.source, dead.reason)
         headers = raw.headers + [
-            (HEADER_DLQ_REASON, reason.encode()[:1000]),
-            (HEADER_DLQ_SOURCE, f"{raw.topic}/{raw.partition}/{raw.offset}".encode()),
+            (HEADER_DLQ_REASON, dead.reason.encode()[:1000]),
+            (HEADER_DLQ_SOURCE, raw.source.encode()),
+            (HEADER_DLQ_ITEM, str(dead.item).encode()),
         ]
-        await deadletter.send(key=key, value=raw.value, headers=headers)
+        value = raw.value if dead.value is None else dead.value
+        # force: sent now and awaited, not attached to the current event (which Faust would send
+        # only at its ack, after the source offset may already be committed).
+        sent = await deadletter.send(key=key, value=value, headers=headers, force=True)
+        await sent
 
     async def store_batch(events: list[EventT]) -> None:
         raws = [
@@ -104,11 +194,14 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
         ]
         current = await policies.current()
         prepared = await _retrying("prepare batch", lambda: cpu.prepare(raws, current))
-        for index, reason in prepared.dead:
-            await _retrying("dead-letter", lambda: park(raws[index], events[index].message.key, reason))
-        token = dedup_token([SourceOffset(r.topic, r.partition, r.offset) for r in raws])
-        await sink.write(prepared.span_rows, prepared.span_count, token)
-        await sink.write(prepared.rollup_rows, prepared.rollup_count, token, table=rollups)
+        for dead in prepared.dead:
+            await _retrying("dead-letter", lambda: park(dead, raws[dead.index], events[dead.index].message.key))
+        if prepared.dead:
+            rows = orjson.dumps([_dead_letter_row(d, raws[d.index]) for d in prepared.dead])
+            await sink.write(rows, len(prepared.dead), prepared.batch_id, table=f"{db}.dead_letters")
+        await sink.write(prepared.span_rows, prepared.span_count, prepared.batch_id)
+        # Marked only once the spans are in: the minute compactor recomputes exactly these minutes.
+        await sink.write(prepared.mark_rows(), len(prepared.minutes), prepared.batch_id, table=f"{db}.{ROLLUP_DIRTY}")
 
     @app.agent(source, name="spans")
     async def process(stream: StreamT) -> None:
@@ -118,6 +211,8 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
             stream.ack,
             max_items=settings.sink_batch_messages,
             max_seconds=settings.sink_batch_seconds,
+            max_weight=settings.sink_batch_bytes,
+            weight=lambda e: len(e.message.value or b""),
         )
         timer = asyncio.create_task(batcher.run_timer())
         try:
@@ -127,6 +222,14 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
             timer.cancel()
             await batcher.close()
             cpu.close()
+
+    @app.timer(interval=settings.rollup_minute_interval_seconds, on_leader=True)
+    async def compact_minutes() -> None:
+        """Minute rollups from the spans stored since the last run; idempotent like every level."""
+        try:
+            await asyncio.to_thread(minutes.run)
+        except StoreError as exc:
+            log.warning("minute rollups failed, will retry next interval: %s", exc)
 
     @app.timer(interval=settings.rollup_compact_interval_seconds, on_leader=True)
     async def compact_rollups() -> None:

@@ -1,7 +1,8 @@
 """Size- and time-bounded batches with a bounded number in flight: the worker's flow control.
 
-A batch is handed to `flush` as soon as it has `max_items` or its first item is `max_seconds`
-old. Up to `max_in_flight` batches are processed concurrently (so preparing one overlaps with
+A batch is handed to `flush` as soon as it has `max_items`, weighs `max_weight` (the worker
+weighs messages by their size, so a batch of unusually large messages still fits in memory), or
+its first item is `max_seconds` old. Up to `max_in_flight` batches are processed concurrently (so preparing one overlaps with
 inserting another); when all slots are busy `add` waits, which stops the agent from pulling
 more messages off the broker.
 
@@ -39,11 +40,16 @@ class Batcher(Generic[T]):
         max_items: int,
         max_seconds: float,
         max_in_flight: int = 2,
+        max_weight: float = float("inf"),
+        weight: Callable[[T], float] = lambda _: 0,
     ) -> None:
         self._flush = flush
         self._ack = ack
         self._max_items = max_items
         self._max_seconds = max_seconds
+        self._max_weight = max_weight
+        self._weight = weight
+        self._pending_weight = 0.0
         self._slots = asyncio.Semaphore(max_in_flight)
         self._pending: list[T] = []
         self._opened_at = 0.0
@@ -54,7 +60,8 @@ class Batcher(Generic[T]):
         if not self._pending:
             self._opened_at = time.monotonic()
         self._pending.append(item)
-        if len(self._pending) >= self._max_items:
+        self._pending_weight += self._weight(item)
+        if len(self._pending) >= self._max_items or self._pending_weight >= self._max_weight:
             await self._dispatch()
 
     async def run_timer(self) -> None:
@@ -67,7 +74,7 @@ class Batcher(Generic[T]):
 
     async def _dispatch(self) -> None:
         batch = _Batch(self._pending)
-        self._pending = []
+        self._pending, self._pending_weight = [], 0.0
         await self._slots.acquire()
         self._order.append(batch)
         task = asyncio.create_task(self._run(batch))

@@ -1,47 +1,66 @@
-"""Compaction: rebuild hour rollups from minute rollups and day rollups from hours, idempotently.
+"""Compaction: minute rollups from the deduplicated spans, hours from minutes, days from hours.
 
 How it stays exact
 ------------------
-* rollup_minute is keyed by source Kafka message, so redeliveries replace themselves (read FINAL).
-* An hour is *closed* once it ends before `now - lateness`. Each run recomputes, from
+* The spans table is a ReplacingMergeTree on the span's identity (tenant, start minute, trace,
+  span), so `spans FINAL` holds each span once however many times it was sent (client retries)
+  or delivered (worker crashes, broker redelivery). Every rollup level is recomputed from it,
+  never added to per message: rollup totals equal the sums over the distinct spans.
+* Minutes: after a batch's spans INSERT succeeded, the sink marks each (tenant, minute) it touched
+  in rollup_dirty. Each run of the minute compactor reads the marks it has not folded in yet and
+  recomputes those minutes from `spans FINAL`. A mark becomes visible only after its spans did, so
+  the recomputation, which starts after reading the mark, sees them. Marks are read back
+  MARK_SLACK before the previous run's scan started, because a mark whose INSERT was in flight
+  during that scan may carry an earlier `marked_at`; batches already folded in are skipped.
+* An hour is *closed* once it ends before `now - lateness`. Each hour run recomputes, from
   `rollup_minute FINAL`, every closed hour that is newly closed since the last run or that received
   minute rows since the last run (found by the server-side `inserted_at` column, looked at with a
-  SCAN_SLACK overlap so an INSERT in flight during the previous scan is not missed). A recomputed
-  hour is written with a higher `version`, so ReplacingMergeTree replaces the previous rows of each
-  key; minute rows are only ever added, so the new set of keys is a superset of the old one.
-* Days are recomputed the same way from `rollup_hour FINAL`, once every hour in them is closed.
-* Only after the rows are written does the run advance `rollup_watermark`: hour rows are complete
-  for hours < covered_until('hour'), day rows for days < covered_until('day') <= the hour one.
-  Readers take days below the day watermark, hours below the hour watermark, and minutes for the
-  rest; the ranges are disjoint, so nothing is counted twice, and a stale watermark only means more
-  minute rows are read. A span arriving more than `lateness` after its start lands in its minute at
-  once and reaches its hour/day at the next run (until then readers of that closed hour miss it).
-* Running twice changes nothing: each recomputation yields the same sums for the same keys.
+  SCAN_SLACK overlap for the same reason). Days are recomputed likewise from `rollup_hour FINAL`,
+  once every hour in them is closed.
+* A recomputation writes each group with a new `version` and a tombstone (`is_deleted`, one
+  version lower) for every group the period had before, so a group that no longer exists (its
+  spans were replaced by versions with other dimensions) disappears under FINAL instead of being
+  counted on. Running twice changes nothing.
+* Watermarks advance only after the rows are written: hour rows are complete for hours <
+  covered_until('hour'), day rows for days < covered_until('day') <= the hour one. Readers take
+  days below the day watermark, hours below the hour watermark, and minutes for the rest; the ranges
+  are disjoint, so nothing is counted twice, and a stale watermark only means more minute rows are
+  read. A span arriving more than `lateness` after its start lands in its minute at once and reaches
+  its hour/day at the next hour run (until then readers of that closed hour miss it).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from llmscope.storage import Store
-from streams.rollup import COUNTERS, DIMENSIONS, ROLLUP_DAY, ROLLUP_HOUR, ROLLUP_MINUTE, ROLLUP_WATERMARK
+from schemas.times import utc
+from streams.rollup import (
+    COUNTERS,
+    DIMENSIONS,
+    ROLLUP_DAY,
+    ROLLUP_DIRTY,
+    ROLLUP_HOUR,
+    ROLLUP_MINUTE,
+    ROLLUP_WATERMARK,
+    span_aggregates_sql,
+)
 
 log = logging.getLogger(__name__)
 
 SCAN_SLACK = timedelta(minutes=10)
+MARK_SLACK = timedelta(minutes=5)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
 _FMT = "%Y-%m-%d %H:%M:%S"
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+_VALUES = (*COUNTERS, "cost_usd", "latency_hist")
 
 
 def floor_hour(t: datetime) -> datetime:
-    return _utc(t).replace(minute=0, second=0, microsecond=0)
+    return utc(t).replace(minute=0, second=0, microsecond=0)
 
 
 def floor_day(t: datetime) -> datetime:
@@ -63,35 +82,8 @@ def read_watermarks(store: Store) -> dict[str, tuple[datetime, datetime]]:
     }
 
 
-def _ranges(starts: Iterable[datetime], step: timedelta) -> list[tuple[datetime, datetime]]:
-    """Contiguous [lo, hi) runs of period starts, so each recomputation is one index-friendly range scan."""
-    out: list[tuple[datetime, datetime]] = []
-    for t in sorted(set(starts)):
-        if out and out[-1][1] == t:
-            out[-1] = (out[-1][0], t + step)
-        else:
-            out.append((t, t + step))
-    return out
-
-
-def _aggregate_sql(db: str, target: str, source: str, time_col: str, source_time: str, period: str) -> str:
-    sums = ",\n            ".join(f"sum({c}) AS {c}" for c in (*COUNTERS, "cost_usd"))
-    dims = ", ".join(DIMENSIONS)
-    return f"""
-        INSERT INTO {db}.{target} (tenant_id, {time_col}, {dims}, {", ".join((*COUNTERS, "cost_usd"))}, latency_hist, version)
-        SELECT tenant_id, {period}({source_time}) AS t, {dims},
-            {sums},
-            sumMap(latency_hist) AS latency_hist,
-            toUnixTimestamp64Micro(now64(6)) AS version
-        FROM {db}.{source} FINAL
-        WHERE {source_time} >= {{lo:DateTime('UTC')}} AND {source_time} < {{hi:DateTime('UTC')}}
-        GROUP BY tenant_id, t, {dims}
-    """
-
-
-def _recompute(store: Store, sql: str, ranges: list[tuple[datetime, datetime]]) -> None:
-    for lo, hi in ranges:
-        store.command(sql, {"lo": lo.strftime(_FMT), "hi": hi.strftime(_FMT)})
+def _server_now_us(store: Store) -> int:
+    return int(store.query("SELECT toUnixTimestamp64Micro(now64(6)) AS t")["t"][0])
 
 
 def _set_watermark(store: Store, level: str, covered: datetime, scanned_at_us: int) -> None:
@@ -103,6 +95,102 @@ def _set_watermark(store: Store, level: str, covered: datetime, scanned_at_us: i
     )
 
 
+def _replace_sql(db: str, target: str, time_col: str, new_rows: str, where_target: str) -> str:
+    """INSERT new versions of every group in a set of periods, plus tombstones one version lower for
+    the groups those periods held before (new rows of the same key outrank their own tombstone)."""
+    dims = ", ".join(DIMENSIONS)
+    zeros = ", ".join(
+        "map()" if c == "latency_hist" else ("toDecimal128(0, 12)" if c == "cost_usd" else "0") for c in _VALUES
+    )
+    return f"""
+        INSERT INTO {db}.{target} (tenant_id, {time_col}, {dims}, {", ".join(_VALUES)}, version, is_deleted)
+        SELECT tenant_id, {time_col}, {dims}, {zeros}, {{version:UInt64}} - 1, 1
+        FROM {db}.{target} FINAL WHERE {where_target}
+        UNION ALL
+        SELECT tenant_id, t AS {time_col}, {dims}, {", ".join(_VALUES)}, {{version:UInt64}}, 0
+        FROM ({new_rows})
+    """
+
+
+def recompute_minutes(store: Store, tenants: Iterable[str], minutes: Iterable[datetime]) -> None:
+    """Recompute rollup_minute for every (tenant, minute) of tenants × minutes from `spans FINAL`."""
+    tenant_list, minute_list = sorted(set(tenants)), sorted({m.strftime(_FMT) for m in minutes})
+    if not tenant_list or not minute_list:
+        return
+    db, dims = store.database, ", ".join(DIMENSIONS)
+    new_rows = f"""
+        SELECT tenant_id, toStartOfMinute(start_time) AS t, {dims}, {span_aggregates_sql("s")}
+        FROM {db}.spans AS s FINAL
+        WHERE tenant_id IN {{tenants:Array(String)}} AND toStartOfMinute(start_time) IN {{minutes:Array(DateTime('UTC'))}}
+        GROUP BY tenant_id, t, {dims}"""
+    where = "tenant_id IN {tenants:Array(String)} AND minute IN {minutes:Array(DateTime('UTC'))}"
+    store.command(
+        _replace_sql(db, ROLLUP_MINUTE, "minute", new_rows, where),
+        {"tenants": tenant_list, "minutes": minute_list, "version": _server_now_us(store)},
+    )
+
+
+@dataclass
+class MinuteCompactor:
+    """Folds rollup_dirty marks into rollup_minute. `folded` remembers, within MARK_SLACK, which
+    batches were already recomputed, so the overlap between runs costs no recomputation; a new
+    compactor (a restart, a new leader) starts empty and recomputes the last MARK_SLACK once."""
+
+    store: Store
+    folded: dict[str, datetime] = field(default_factory=dict)  # batch -> marked_at
+
+    def run(self) -> list[tuple[str, datetime]]:
+        """Recompute every marked (tenant, minute) not folded in yet; returns them."""
+        db = self.store.database
+        since = read_watermarks(self.store).get("minute", (EPOCH, EPOCH))[1] - MARK_SLACK
+        scan_started_us = _server_now_us(self.store)
+        marks = self.store.query(
+            f"SELECT tenant_id, toUnixTimestamp(minute) AS m, batch, toUnixTimestamp64Micro(marked_at) AS at "
+            f"FROM {db}.{ROLLUP_DIRTY} WHERE marked_at >= {{since:DateTime64(6, 'UTC')}}",
+            {"since": max(EPOCH, since).strftime(_FMT + ".%f")},
+        ).to_dicts()
+        fresh = [r for r in marks if r["batch"] not in self.folded]
+        pairs = sorted({(r["tenant_id"], datetime.fromtimestamp(r["m"], timezone.utc)) for r in fresh})
+        # One statement per tenant: the cross product of tenants × minutes could be large.
+        by_tenant: dict[str, list[datetime]] = {}
+        for tenant, minute in pairs:
+            by_tenant.setdefault(tenant, []).append(minute)
+        for tenant, minutes in by_tenant.items():
+            recompute_minutes(self.store, [tenant], minutes)
+        scan_started = datetime.fromtimestamp(scan_started_us / 1e6, timezone.utc)
+        _set_watermark(self.store, "minute", scan_started, scan_started_us)
+        self.folded.update({r["batch"]: datetime.fromtimestamp(r["at"] / 1e6, timezone.utc) for r in fresh})
+        horizon = scan_started - 2 * MARK_SLACK
+        self.folded = {b: at for b, at in self.folded.items() if at >= horizon}
+        return pairs
+
+
+def _ranges(starts: Iterable[datetime], step: timedelta) -> list[tuple[datetime, datetime]]:
+    """Contiguous [lo, hi) runs of period starts, so each recomputation is one index-friendly range scan."""
+    out: list[tuple[datetime, datetime]] = []
+    for t in sorted(set(starts)):
+        if out and out[-1][1] == t:
+            out[-1] = (out[-1][0], t + step)
+        else:
+            out.append((t, t + step))
+    return out
+
+
+def _recompute_level(store: Store, target: str, source: str, time_col: str, source_time: str, period: str,
+                     ranges: list[tuple[datetime, datetime]]) -> None:
+    db, dims = store.database, ", ".join(DIMENSIONS)
+    sums = ", ".join(f"sum({c}) AS {c}" for c in (*COUNTERS, "cost_usd"))
+    new_rows = f"""
+        SELECT tenant_id, {period}({source_time}) AS t, {dims}, {sums}, sumMap(latency_hist) AS latency_hist
+        FROM {db}.{source} FINAL
+        WHERE {source_time} >= {{lo:DateTime('UTC')}} AND {source_time} < {{hi:DateTime('UTC')}}
+        GROUP BY tenant_id, t, {dims}"""
+    where = f"{time_col} >= {{lo:DateTime('UTC')}} AND {time_col} < {{hi:DateTime('UTC')}}"
+    sql = _replace_sql(db, target, time_col, new_rows, where)
+    for lo, hi in ranges:
+        store.command(sql, {"lo": lo.strftime(_FMT), "hi": hi.strftime(_FMT), "version": _server_now_us(store)})
+
+
 def compact(store: Store, now: datetime, lateness: timedelta) -> None:
     """Bring rollup_hour and rollup_day up to date with rollup_minute for every closed hour/day."""
     db = store.database
@@ -110,11 +198,11 @@ def compact(store: Store, now: datetime, lateness: timedelta) -> None:
     prev_hour, prev_scan = marks.get("hour", (EPOCH, EPOCH))
     prev_day = marks.get("day", (EPOCH, EPOCH))[0]
     # Watermarks never move back, even if a caller's clock does.
-    hour_hi = max(prev_hour, floor_hour(_utc(now) - lateness))
+    hour_hi = max(prev_hour, floor_hour(utc(now) - lateness))
     day_hi = max(prev_day, floor_day(hour_hi))
 
     # Server clock, read before scanning: rows inserted after it are found by the next run.
-    scan_started_us = int(store.query("SELECT toUnixTimestamp64Micro(now64(6)) AS t")["t"][0])
+    scan_started_us = _server_now_us(store)
     changed = store.query(
         f"""
         SELECT DISTINCT toUnixTimestamp(toStartOfHour(minute)) AS h FROM {db}.{ROLLUP_MINUTE}
@@ -128,8 +216,7 @@ def compact(store: Store, now: datetime, lateness: timedelta) -> None:
         },
     )
     hours = [datetime.fromtimestamp(h, timezone.utc) for h in changed["h"].to_list()] if changed.height else []
-    hour_sql = _aggregate_sql(db, ROLLUP_HOUR, ROLLUP_MINUTE, "hour", "minute", "toStartOfHour")
-    _recompute(store, hour_sql, _ranges(hours, _HOUR))
+    _recompute_level(store, ROLLUP_HOUR, ROLLUP_MINUTE, "hour", "minute", "toStartOfHour", _ranges(hours, _HOUR))
     _set_watermark(store, "hour", hour_hi, scan_started_us)
 
     # Days: those touched by a recomputed hour, plus days that closed since the last run.
@@ -142,14 +229,6 @@ def compact(store: Store, now: datetime, lateness: timedelta) -> None:
         )
         if closed.height:
             days |= {datetime.fromtimestamp(d, timezone.utc) for d in closed["d"].to_list()}
-    day_sql = _aggregate_sql(db, ROLLUP_DAY, ROLLUP_HOUR, "day", "hour", "toStartOfDay")
-    _recompute(store, day_sql, _ranges(days, _DAY))
+    _recompute_level(store, ROLLUP_DAY, ROLLUP_HOUR, "day", "hour", "toStartOfDay", _ranges(days, _DAY))
     _set_watermark(store, "day", day_hi, scan_started_us)
     log.info("compacted %d hour(s) and %d day(s); covered to %s / %s", len(hours), len(days), hour_hi, day_hi)
-
-
-def covered(store: Store) -> tuple[datetime, datetime]:
-    """(day watermark, hour watermark) for readers; the epoch when nothing is compacted yet."""
-    marks = read_watermarks(store)
-    return marks.get("day", (EPOCH, EPOCH))[0], marks.get("hour", (EPOCH, EPOCH))[0]
-

@@ -42,3 +42,21 @@ def _from_events(message: IngestMessage) -> list[Span]:
         return [event_to_span(LLMEvent.model_validate(item), message.tenant_id) for item in raw]
     except (orjson.JSONDecodeError, ValidationError) as exc:
         raise MalformedMessage(f"invalid SDK events message: {str(exc)[:500]}") from None
+
+
+def single_item(message: IngestMessage, item: int) -> bytes:
+    """A message value of the same format holding only the `item`-th span or event (in decoding
+    order), with its resource and scope: how one unstorable span is parked without its neighbours."""
+    if message.format == FORMAT_SDK_EVENTS:
+        return orjson.dumps([orjson.loads(message.value)[item]])
+    request = ExportTraceServiceRequest.FromString(message.value)
+    seen = 0
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            if item < seen + len(ss.spans):
+                out = ExportTraceServiceRequest()
+                new_rs = out.resource_spans.add(resource=rs.resource, schema_url=rs.schema_url)
+                new_rs.scope_spans.add(scope=ss.scope, schema_url=ss.schema_url).spans.append(ss.spans[item - seen])
+                return out.SerializeToString()
+            seen += len(ss.spans)
+    raise IndexError(f"message has no item {item}")

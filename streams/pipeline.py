@@ -1,20 +1,20 @@
 """The worker's CPU stage as one pure function over plain data: raw topic messages in,
-insert-ready span and rollup rows and dead letters out. Plain data in and out lets it run in
-a process pool."""
+insert-ready span rows, the minutes they touch and dead letters out. Plain data in and out lets
+it run in a process pool."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import orjson
 
-from schemas.messages import MAX_STORABLE_NS, MIN_STORABLE_NS, MalformedMessage, ingest_message_from
+from schemas.messages import FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, IngestMessage, MalformedMessage, ingest_message_from
 from schemas.span import Span
-from streams.decode import spans_from_message
+from schemas.times import storable
+from streams.decode import single_item, spans_from_message
 from streams.enrich import enrich
 from streams.policies import TenantPolicies
-from streams.rollup import rollup_rows
-from streams.sink import SourceOffset
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,59 +27,111 @@ class RawMessage:
     value: bytes | None
     headers: list[tuple[str, bytes]]
 
+    @property
+    def source(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message (item = -1) or one span/event of it (item = its index) that cannot be stored.
+
+    `value` is what goes to the dead-letter topic: the whole message, or for one item a message of
+    the same format holding that item alone, so the rest of its message is stored without it."""
+
+    index: int  # of the message in the batch
+    reason: str
+    item: int = -1
+    value: bytes | None = None  # None: the original message value
+    tenant_id: str = ""
+    message_id: str = ""
+    received_at_ns: int = 0
+    format: str = ""
+    trace_id: str = ""
+    span_id: str = ""
+
 
 @dataclass(slots=True)
 class PreparedBatch:
-    span_rows: bytes = b"[]"  # JSON arrays of table rows
+    batch_id: str = ""  # from the batch's message ids: the same messages always give the same id
+    span_rows: bytes = b"[]"  # a JSON array of spans-table rows
     span_count: int = 0
-    rollup_rows: bytes = b"[]"
-    rollup_count: int = 0
-    dead: list[tuple[int, str]] = field(default_factory=list)  # (index in the batch, reason)
+    minutes: set[tuple[str, int]] = field(default_factory=set)  # (tenant, minute as Unix seconds) touched
+    dead: list[DeadLetter] = field(default_factory=list)
 
-
-def _enriched(raw: RawMessage, policies: TenantPolicies) -> tuple[list[Span], int]:
-    message = ingest_message_from(raw.value, raw.headers)
-    spans = spans_from_message(message)
-    policy = policies.for_tenant(message.tenant_id)
-    for span in spans:
-        _check_storable(span)
-        # Redaction happens here, before anything is written or published.
-        result = enrich(span, policy)
-        span.price_source, span.model_version, span.pii_counts = result.price_source, result.model_version, result.pii_counts
-    return spans, message.received_at_ns
+    def mark_rows(self) -> bytes:
+        """rollup_dirty rows, a JSON array: which minutes the minute compactor must recompute once
+        these spans are stored."""
+        return orjson.dumps([{"tenant_id": t, "minute": m, "batch": self.batch_id} for t, m in sorted(self.minutes)])
 
 
 def _check_storable(span: Span) -> None:
     """Ingest rejects such spans; a message from another producer may still carry them, and one
     unstorable row would fail its whole INSERT on every retry."""
     times = [span.start_time_ns, span.end_time_ns, *(e.time_ns for e in span.events)]
-    if not all(MIN_STORABLE_NS <= t < MAX_STORABLE_NS for t in times):
+    if not all(storable(t) for t in times):
         raise MalformedMessage(f"span {span.span_id} has a time outside 1973..2262, which the store cannot hold")
 
 
+def _row(span: Span, message: IngestMessage, policies: TenantPolicies) -> dict[str, object]:
+    _check_storable(span)
+    # Redaction happens here, before anything is written or published.
+    result = enrich(span, policies.for_tenant(message.tenant_id))
+    span.price_source, span.model_version, span.pii_counts = result.price_source, result.model_version, result.pii_counts
+    return span.to_row(message.received_at_ns)
+
+
+def _message_id(raw: RawMessage) -> str:
+    try:
+        return ingest_message_from(raw.value, raw.headers).message_id
+    except MalformedMessage:
+        return hashlib.sha256(raw.value or b"").hexdigest()[:32]
+
+
+def batch_id(message_ids: list[str]) -> str:
+    return hashlib.sha256(",".join(sorted(message_ids)).encode()).hexdigest()[:32]
+
+
 def prepare(messages: list[RawMessage], policies: TenantPolicies) -> PreparedBatch:
-    """Never raises for a bad message: whatever one message does wrong parks that message only,
-    so a poison message can't stop its partition."""
-    spans_json: list[bytes] = []
-    rollups_json: list[bytes] = []
+    """Never raises for bad input: a message that cannot be decoded is parked whole, a span that
+    cannot be stored is parked alone, so neither a poison message stops its partition nor a bad
+    span loses its neighbours."""
+    rows_json: list[bytes] = []
     batch = PreparedBatch()
+    ids: list[str] = []
     for index, raw in enumerate(messages):
         try:
-            spans, received_at = _enriched(raw, policies)
-            rows = [span.to_row(received_at) for span in spans]
-            rollups = rollup_rows(spans, SourceOffset(raw.topic, raw.partition, raw.offset))
-            encoded = (orjson.dumps(rows)[1:-1], orjson.dumps(rollups)[1:-1])  # items, without brackets
+            message = ingest_message_from(raw.value, raw.headers)
+            spans = spans_from_message(message)
         except MalformedMessage as exc:
-            batch.dead.append((index, str(exc)))
+            batch.dead.append(DeadLetter(index, str(exc)))
+            ids.append(_message_id(raw))
             continue
         except Exception as exc:  # a bug must cost one message, not the partition
-            batch.dead.append((index, f"internal error: {exc!r}"[:1000]))
+            batch.dead.append(DeadLetter(index, f"internal error: {exc!r}"[:1000]))
+            ids.append(_message_id(raw))
             continue
+        ids.append(message.message_id)
+        rows = []
+        for item, span in enumerate(spans):
+            try:
+                rows.append(_row(span, message, policies))
+            except Exception as exc:
+                reason = str(exc) if isinstance(exc, MalformedMessage) else f"internal error: {exc!r}"[:1000]
+                batch.dead.append(_dead_item(index, item, reason, message, span))
+                continue
+            batch.minutes.add((message.tenant_id, span.start_time_ns // 60_000_000_000 * 60))
         if rows:
-            spans_json.append(encoded[0])
-            rollups_json.append(encoded[1])
-        batch.span_count += len(rows)
-        batch.rollup_count += len(rollups)
-    batch.span_rows = b"[" + b",".join(spans_json) + b"]"
-    batch.rollup_rows = b"[" + b",".join(rollups_json) + b"]"
+            rows_json.append(orjson.dumps(rows)[1:-1])  # items, without brackets
+            batch.span_count += len(rows)
+    batch.span_rows = b"[" + b",".join(rows_json) + b"]"
+    batch.batch_id = batch_id(ids)
     return batch
+
+
+def _dead_item(index: int, item: int, reason: str, message: IngestMessage, span: Span) -> DeadLetter:
+    value = single_item(message, item) if message.format in (FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS) else None
+    return DeadLetter(
+        index, reason, item, value, message.tenant_id, message.message_id, message.received_at_ns, message.format,
+        span.trace_id, span.span_id,
+    )

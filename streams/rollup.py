@@ -1,16 +1,14 @@
-"""Minute rollups per source Kafka message, and the log-bucketed latency histogram they carry."""
+"""The rollup tables' contract: their names, dimensions and counters, the log-bucketed latency
+histogram they carry, and the SQL that aggregates spans into minute rows.
+
+Rollups are derived from the deduplicated spans table (never from Kafka messages), so every level
+counts each (tenant, trace, span) once however often it was sent or delivered: see compaction.py.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
-from decimal import ROUND_DOWN, Decimal
-from typing import Any
-
-from schemas.span import Span
-from streams.sink import SourceOffset
 
 # Histogram: bucket i holds durations in (GAMMA**(i-1), GAMMA**i] ms and reports 2*GAMMA**i/(GAMMA+1),
 # which is within RELATIVE_ERROR of every value in the bucket (the DDSketch construction).
@@ -21,14 +19,11 @@ ZERO_BUCKET = -32768  # durations under MIN_MS (including 0); reported as 0
 MIN_MS = 0.001
 _MAX_BUCKET = 32767  # Int16 upper bound; GAMMA**32767 ms is far beyond any real duration
 
-# Spans later than this (start time vs. arrival) are still rolled up into their own minute; the
-# bound only decides which hours compaction recomputes without being told (see compaction.py).
-MAX_LATENESS = timedelta(hours=2)
-
 ROLLUP_MINUTE = "rollup_minute"
 ROLLUP_HOUR = "rollup_hour"
 ROLLUP_DAY = "rollup_day"
 ROLLUP_WATERMARK = "rollup_watermark"
+ROLLUP_DIRTY = "rollup_dirty"  # (tenant, minute) pairs stored batches touched: what to recompute
 
 # The rollup key besides tenant and time, in table order; user and session are deliberately absent
 # (high cardinality: those questions are answered from the spans table).
@@ -44,12 +39,6 @@ COUNTERS = (
     "cost_known",
     "duration_ns_sum",
 )
-_CENT_PLACES = Decimal("0.000000000001")  # Decimal(38, 12): ClickHouse truncates extra digits
-
-
-def rollup_table(database: str, level: str = ROLLUP_MINUTE) -> str:
-    """Fully qualified table name, e.g. `rollup_table(store.database)` for the sink's INSERT."""
-    return f"{database}.{level}"
 
 
 def bucket_of(ms: float) -> int:
@@ -123,59 +112,24 @@ def quantile_sql(hist: str, q: float) -> str:
     )
 
 
-@dataclass(slots=True)
-class _Acc:
-    requests: int = 0
-    errors: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: Decimal = Decimal(0)
-    cost_known: int = 0
-    duration_ns_sum: int = 0
-    hist: dict[int, int] = field(default_factory=dict)
+def span_aggregates_sql(spans_alias: str = "s") -> str:
+    """COUNTERS, cost_usd and latency_hist aggregated over rows of the spans table (aliased
+    `spans_alias`): one rollup row's values, exactly as the minute compactor computes them.
 
-    def add(self, s: Span) -> None:
-        self.requests += 1
-        self.errors += s.status_code == "error"
-        self.input_tokens += s.input_tokens
-        self.output_tokens += s.output_tokens
-        self.cached_input_tokens += s.cached_input_tokens
-        self.cache_write_tokens += s.cache_write_tokens
-        self.reasoning_tokens += s.reasoning_tokens
-        if s.cost_usd is not None:
-            # Truncate per span exactly as the spans table stores it, so sums agree to the last digit.
-            self.cost_usd += s.cost_usd.quantize(_CENT_PLACES, rounding=ROUND_DOWN)
-            self.cost_known += 1
-        self.duration_ns_sum += s.duration_ns
-        b = bucket_of(s.duration_ns / 1e6)
-        self.hist[b] = self.hist.get(b, 0) + 1
-
-
-def rollup_rows(spans: Sequence[Span], source: SourceOffset) -> list[dict[str, Any]]:
-    """JSON-ready `rollup_minute` rows for the spans decoded from one Kafka message.
-
-    Deterministic: the same message always yields the same rows with the same keys (the key ends
-    with the source offset), so a redelivery replaces rather than adds."""
-    groups: dict[tuple[Any, ...], _Acc] = {}
-    for s in spans:
-        minute = s.start_time_ns // 60_000_000_000 * 60
-        key = (s.tenant_id, minute, s.service_name, s.provider, s.model, s.operation, s.status_code,
-               s.prompt_name, s.prompt_version)
-        acc = groups.get(key)
-        if acc is None:
-            acc = groups[key] = _Acc()
-        acc.add(s)
-    rows = []
-    for key in sorted(groups):
-        acc = groups[key]
-        row: dict[str, Any] = {"tenant_id": key[0], "minute": key[1]}
-        row.update(zip(DIMENSIONS, key[2:]))
-        row |= {"src_topic": source.topic, "src_partition": source.partition, "src_offset": source.offset}
-        row |= {name: getattr(acc, name) for name in COUNTERS}
-        row["cost_usd"] = format(acc.cost_usd, "f")  # never exponent notation ("1E-12")
-        row["latency_hist"] = {str(k): acc.hist[k] for k in sorted(acc.hist)}
-        rows.append(row)
-    return rows
+    The spans table's Decimal(38, 12) cost is summed as stored, so sums agree to the last digit; a
+    span without a known cost adds 0 to cost_usd and nothing to cost_known."""
+    return ", ".join(
+        (
+            "count() AS requests",
+            "countIf(status_code = 'error') AS errors",
+            "sum(input_tokens) AS input_tokens",
+            "sum(output_tokens) AS output_tokens",
+            "sum(cached_input_tokens) AS cached_input_tokens",
+            "sum(cache_write_tokens) AS cache_write_tokens",
+            "sum(reasoning_tokens) AS reasoning_tokens",
+            f"count({spans_alias}.cost_usd) AS cost_known",
+            "sum(duration_ns) AS duration_ns_sum",
+            f"sum(coalesce({spans_alias}.cost_usd, toDecimal128(0, 12))) AS cost_usd",
+            f"sumMap(map({bucket_sql('duration_ns')}, toUInt64(1))) AS latency_hist",
+        )
+    )

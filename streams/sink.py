@@ -1,9 +1,11 @@
-"""The ClickHouse span sink: one INSERT per batch, idempotent, retried until it lands.
+"""The ClickHouse sink: one INSERT per batch and table, idempotent, retried until it lands.
 
-Delivery is at-least-once, so a batch can arrive again after a crash. Two things make that
-harmless: the spans table replaces rows with the same (tenant, hour, trace, span) key, and each
-INSERT carries a deduplication token built from the batch's topic-partition offset ranges, so
-an identical retry is dropped by ClickHouse before it reaches any materialised view.
+Delivery is at-least-once and clients retry, so the same span can arrive many times. The spans
+table replaces rows with the same (tenant, start minute, trace, span) key, so reads with FINAL see
+each span once, and every rollup is recomputed from them (streams/compaction.py). Each INSERT also
+carries a deduplication token built from its batch's message ids, which the ingest assigns and which
+never repeat (offsets do, after a broker restart), so an identical retry of a batch is dropped
+before it lands and even raw counts stay exact.
 """
 
 from __future__ import annotations
@@ -11,28 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmscope.storage import Store, StoreError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SourceOffset:
-    topic: str
-    partition: int
-    offset: int
-
-
-def dedup_token(offsets: Sequence[SourceOffset]) -> str:
-    """Deterministic for a given set of source messages: `topic:partition:first-last` per partition."""
-    ranges: dict[tuple[str, int], tuple[int, int]] = {}
-    for o in offsets:
-        lo, hi = ranges.get((o.topic, o.partition), (o.offset, o.offset))
-        ranges[(o.topic, o.partition)] = (min(lo, o.offset), max(hi, o.offset))
-    return ",".join(f"{t}:{p}:{lo}-{hi}" for (t, p), (lo, hi) in sorted(ranges.items()))
 
 
 @dataclass

@@ -21,8 +21,8 @@ from query.cache import LocalCache, NullCache, RedisCache, make_cache
 from query.metrics import _segments
 from schemas.span import Span
 from streams.compaction import compact, floor_day, read_watermarks
-from streams.rollup import RELATIVE_ERROR, histogram_of, quantile_from_histogram, rollup_rows, rollup_table
-from streams.sink import SourceOffset
+from streams.rollup import RELATIVE_ERROR, histogram_of, quantile_from_histogram
+from tests.streams.test_compaction import store_spans
 from tests.streams.test_rollup import exact_quantile, make_span
 
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
@@ -66,14 +66,11 @@ def _spans_b() -> list[Span]:
 
 @pytest.fixture(scope="module")
 def seeded(store: Store) -> dict[str, list[Span]]:
-    """Spans and per-message minute rollups as the worker writes them (with a redelivery), then compaction."""
+    """Spans and their minute rollups as the worker stores them (with redeliveries), then compaction."""
     data = {"a": _spans_a(random.Random(11)), "b": _spans_b()}
-    db, topic = store.database, f"metrics-test-{time.time_ns()}"
     messages = [data["a"][i:i + 25] for i in range(0, len(data["a"]), 25)] + [data["b"]]
-    deliveries = list(enumerate(messages)) + [(o, messages[o]) for o in (3, 4, 5)]  # 3-5 delivered twice
-    for offset, spans in deliveries:
-        store.insert_rows(f"{db}.spans", [s.to_row(time.time_ns()) for s in spans])
-        store.insert_rows(rollup_table(db), rollup_rows(spans, SourceOffset(topic, 1, offset)))
+    for spans in messages + [messages[3], messages[4], messages[5]]:  # 3-5 delivered twice
+        store_spans(store, spans)
     compact(store, datetime.now(timezone.utc), timedelta(hours=2))
     return data
 

@@ -124,27 +124,26 @@ def test_a_message_either_decodes_or_raises_malformed_message(raw: RawMessage) -
 @given(batch=st.lists(raws, min_size=1, max_size=4))
 def test_the_cpu_stage_parks_bad_messages_and_never_hits_an_internal_error(batch: list[RawMessage]) -> None:
     prepared = prepare(batch, POLICIES)
-    internal = [reason for _, reason in prepared.dead if reason.startswith("internal error")]
+    internal = [d.reason for d in prepared.dead if d.reason.startswith("internal error")]
     assert not internal, internal
 
 
 @pytest.fixture(scope="module")
 def scratch_tables(store: Store) -> Iterator[tuple[str, str]]:
     db, tag = store.database, uuid.uuid4().hex[:8]
-    spans, rollups = f"{db}.fuzz_spans_{tag}", f"{db}.fuzz_rollup_minute_{tag}"
+    spans, marks = f"{db}.fuzz_spans_{tag}", f"{db}.fuzz_rollup_dirty_{tag}"
     store.command(f"CREATE TABLE {spans} AS {db}.spans")
-    store.command(f"CREATE TABLE {rollups} AS {db}.rollup_minute")
-    yield spans, rollups
+    store.command(f"CREATE TABLE {marks} AS {db}.rollup_dirty")
+    yield spans, marks
     store.command(f"DROP TABLE {spans}")
-    store.command(f"DROP TABLE {rollups}")
+    store.command(f"DROP TABLE {marks}")
 
 
 def _insert(store: Store, tables: tuple[str, str], raw: RawMessage) -> None:
     prepared = prepare([raw], POLICIES)
     if prepared.span_count:
         store.insert_json(tables[0], prepared.span_rows)  # a StoreError here would be retried forever
-    if prepared.rollup_count:
-        store.insert_json(tables[1], prepared.rollup_rows)
+        store.insert_json(tables[1], prepared.mark_rows())
 
 
 @FUZZ

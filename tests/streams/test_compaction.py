@@ -1,4 +1,5 @@
-"""Compaction over the real chDB store: hour/day totals equal raw span sums, redelivery and late data."""
+"""Compaction over the real chDB store: every level equals the sums over distinct spans, whatever was
+sent or delivered twice, late, or changed; the minute compactor folds in exactly the marked minutes."""
 
 from __future__ import annotations
 
@@ -11,33 +12,35 @@ import pytest
 
 from llmscope.storage import Store
 from schemas.span import Span
-from streams.compaction import _ranges, compact, floor_day, floor_hour, read_watermarks
+from streams.compaction import MARK_SLACK, MinuteCompactor, _ranges, compact, floor_day, floor_hour, read_watermarks
+from streams.compaction import recompute_minutes
 from streams.rollup import (
+    COUNTERS,
+    DIMENSIONS,
     ROLLUP_DAY,
     ROLLUP_HOUR,
+    ROLLUP_MINUTE,
     bucket_of,
     bucket_sql,
+    histogram_of,
     quantile_from_histogram,
     quantile_sql,
-    rollup_rows,
-    rollup_table,
 )
-from streams.sink import SourceOffset
-from tests.streams.test_rollup import make_span
+from tests.streams.test_rollup import MINUTE_NS, make_span, random_spans
 
 LATENESS = timedelta(hours=2)
 TENANT = "compact-a"
 OTHER = "compact-b"
-TOPIC = f"compaction-test-{time.time_ns()}"
 SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
         "reasoning_tokens", "cost_known", "duration_ns_sum", "cost_usd")
 
 
-def _write(store: Store, spans: list[Span], offset: int, partition: int = 0) -> None:
-    """What the worker does per Kafka message: spans to the spans table, minute rows to rollup_minute."""
-    db = store.database
-    store.insert_rows(f"{db}.spans", [s.to_row(time.time_ns()) for s in spans])
-    store.insert_rows(rollup_table(db), rollup_rows(spans, SourceOffset(TOPIC, partition, offset)))
+def store_spans(store: Store, spans: list[Span]) -> None:
+    """What the worker and its minute compactor do with a batch: the spans (a new version of any
+    span sent before), then the minutes they touch recomputed from the spans table."""
+    store.insert_rows(f"{store.database}.spans", [s.to_row(time.time_ns()) for s in spans])
+    recompute_minutes(store, {s.tenant_id for s in spans},
+                      {datetime.fromtimestamp(s.start_time_ns // MINUTE_NS * 60, timezone.utc) for s in spans})
 
 
 def _make(rng: random.Random, tenant: str, first: int, n: int, lo: datetime, hi: datetime) -> list[Span]:
@@ -82,7 +85,7 @@ def _level(store: Store, table: str, col: str, tenant: str, lo: datetime, hi: da
 
 
 def _snapshot(store: Store, table: str, tenant: str) -> list[dict]:
-    df = store.query(f"SELECT * EXCEPT version FROM {store.database}.{table} FINAL WHERE tenant_id = {{t:String}}",
+    df = store.query(f"SELECT * EXCEPT (version, is_deleted) FROM {store.database}.{table} FINAL WHERE tenant_id = {{t:String}}",
                      {"t": tenant})
     return sorted(df.to_dicts(), key=repr)
 
@@ -94,11 +97,11 @@ def seeded(store: Store) -> dict:
     start = floor_day(now - timedelta(days=3))
     messages = [_make(rng, TENANT, i * 1000, 60, start, now) for i in range(15)]
     messages.append(_make(rng, OTHER, 90_000, 40, start, now))
-    for offset, spans in enumerate(messages):
-        _write(store, spans, offset)
-    # Redelivery after a crash: messages 3-5 again, then 5-6 re-batched differently.
-    for offset in (3, 4, 5, 5, 6):
-        _write(store, messages[offset], offset)
+    for spans in messages:
+        store_spans(store, spans)
+    # Redelivery after a crash, and client retries: messages 3-5 again, 5 twice, 6 re-batched with 2.
+    for spans in (messages[3], messages[4], messages[5], messages[5], messages[6] + messages[2][:7]):
+        store_spans(store, spans)
     return {"now": now, "start": start, "messages": messages}
 
 
@@ -139,8 +142,8 @@ def test_late_spans_and_late_redeliveries_are_picked_up(store: Store, seeded: di
     # Far later than the lateness bound: two days old, and just behind the hour watermark.
     late = _make(rng, TENANT, 500_000, 30, now - timedelta(days=2, hours=1), now - timedelta(days=2))
     late += _make(rng, TENANT, 600_000, 10, hour_hi - timedelta(minutes=50), hour_hi - timedelta(minutes=1))
-    _write(store, late, 100)
-    _write(store, seeded["messages"][2], 2)  # and an old message redelivered once more
+    store_spans(store, late)
+    store_spans(store, seeded["messages"][2])  # and an old message redelivered once more
     compact(store, now, LATENESS)
     day_hi = floor_day(hour_hi)
     assert _level(store, ROLLUP_HOUR, "hour", TENANT, start, hour_hi) == _raw(store, TENANT, start, hour_hi, "toStartOfHour")
@@ -175,3 +178,124 @@ def test_sql_twins_match_the_python_histogram(store: Store) -> None:
                 {"k": str(keys), "v": str([hist[k] for k in keys])},
             )["x"][0]
             assert got == pytest.approx(quantile_from_histogram(hist, q), rel=1e-12)
+
+
+def _minute_rows(store: Store, tenants: tuple[str, ...]) -> dict[tuple, dict]:
+    df = store.query(
+        f"SELECT * EXCEPT (version, is_deleted, inserted_at, minute), toUnixTimestamp(minute) AS minute FROM {store.database}.{ROLLUP_MINUTE} FINAL "
+        "WHERE tenant_id IN {t:Array(String)}",
+        {"t": list(tenants)},
+    )
+    return {(r["tenant_id"], int(r["minute"]), *(r[d] for d in DIMENSIONS)): r for r in df.to_dicts()}
+
+
+def test_minute_rows_equal_the_sums_over_distinct_spans_however_often_sent(store: Store) -> None:
+    rng = random.Random(42)
+    tenants = (f"minutes-{rng.random()}", f"minutes-{rng.random()}")
+    spans = random_spans(rng, 2000, (int(time.time()) - 3600) * 10**9, tenants)
+    store_spans(store, spans)
+    # Client retries and redeliveries, in other batch compositions, some much later.
+    for _ in range(3):
+        store_spans(store, rng.sample(spans, 300))
+
+    expected: dict[tuple, dict] = {}
+    for s in spans:
+        key = (s.tenant_id, s.start_time_ns // MINUTE_NS * 60, s.service_name, s.provider, s.model, s.operation,
+               s.status_code, s.prompt_name, s.prompt_version)
+        e = expected.setdefault(key, {c: 0 for c in COUNTERS} | {"cost_usd": Decimal(0), "durations": []})
+        e["requests"] += 1
+        e["errors"] += s.status_code == "error"
+        for c in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens"):
+            e[c] += getattr(s, c)
+        e["cost_usd"] += s.cost_usd or Decimal(0)
+        e["cost_known"] += s.cost_usd is not None
+        e["duration_ns_sum"] += s.duration_ns
+        e["durations"].append(s.duration_ns / 1e6)
+    got = _minute_rows(store, tenants)
+    assert got.keys() == expected.keys()
+    for key, e in expected.items():
+        row = got[key]
+        assert {c: row[c] for c in COUNTERS} == {c: e[c] for c in COUNTERS}
+        assert Decimal(row["cost_usd"]) == e["cost_usd"]  # these costs have ≤ 12 decimals: exact
+        assert dict(row["latency_hist"]) == histogram_of(e["durations"])
+    assert sum(r["requests"] for r in got.values()) == len(spans)
+
+
+def test_a_span_sent_again_with_other_dimensions_leaves_its_old_group(store: Store) -> None:
+    tenant = f"regroup-{time.time_ns()}"
+    start = (int(time.time()) - 600) * 10**9
+    first = make_span(tenant, 1, start, 10**9, request_model="gpt-4o", input_tokens=10)
+    other = make_span(tenant, 2, start + 10**9, 10**9, request_model="gpt-4o", input_tokens=5)
+    store_spans(store, [first, other])
+    store_spans(store, [make_span(tenant, 1, start, 10**9, request_model="claude", input_tokens=10)])
+    rows = _minute_rows(store, (tenant,))
+    assert {k[4]: (r["requests"], r["input_tokens"]) for k, r in rows.items()} == {"gpt-4o": (1, 5), "claude": (1, 10)}
+    # The group a recomputation leaves empty disappears entirely.
+    store_spans(store, [make_span(tenant, 2, start + 10**9, 10**9, request_model="claude", input_tokens=5)])
+    rows = _minute_rows(store, (tenant,))
+    assert {k[4]: (r["requests"], r["input_tokens"]) for k, r in rows.items()} == {"claude": (2, 15)}
+
+
+def test_cost_sums_are_exact_to_the_stored_twelve_decimals_and_unknown_cost_stays_unknown(store: Store) -> None:
+    tenant = f"cost-{time.time_ns()}"
+    base = (int(time.time()) - 600) // 60 * 60 * 10**9
+    store_spans(store, [
+        make_span(tenant, 1, base, 10**6, cost_usd=Decimal("0.0000000000019")),  # stored as 1e-12
+        make_span(tenant, 2, base, 10**6, cost_usd=Decimal("0.0000000000019")),
+        make_span(tenant, 3, base, 10**6, cost_usd=None, request_model="other"),
+    ])
+    rows = {k[4]: r for k, r in _minute_rows(store, (tenant,)).items()}
+    assert rows["gpt-4o"]["cost_usd"] == Decimal("0.000000000002") and rows["gpt-4o"]["cost_known"] == 2
+    assert rows["other"]["cost_known"] == 0 and rows["other"]["cost_usd"] == 0
+
+
+def test_late_span_lands_in_its_own_minute_and_user_session_are_not_dimensions(store: Store) -> None:
+    tenant = f"late-{time.time_ns()}"
+    now = int(time.time()) * 10**9
+    late = make_span(tenant, 1, now - 5 * 3600 * 10**9 + 7 * 10**9, 10**6, user_id="u1", session_id="s1")
+    fresh = make_span(tenant, 2, now - 10**9, 10**6, user_id="u2", session_id="s2")
+    store_spans(store, [late, fresh])
+    minutes = sorted(k[1] for k in _minute_rows(store, (tenant,)))
+    assert minutes == [late.start_time_ns // MINUTE_NS * 60, fresh.start_time_ns // MINUTE_NS * 60]
+    assert not {"user_id", "session_id"} & set(next(iter(_minute_rows(store, (tenant,)).values())))
+
+
+def _mark(store: Store, spans: list[Span], batch: str, marked_at: datetime | None = None) -> None:
+    store.insert_rows(f"{store.database}.spans", [s.to_row(time.time_ns()) for s in spans])
+    rows = [{"tenant_id": s.tenant_id, "minute": s.start_time_ns // MINUTE_NS * 60, "batch": batch} for s in spans]
+    if marked_at is not None:
+        for r in rows:
+            r["marked_at"] = marked_at.strftime("%Y-%m-%d %H:%M:%S.%f")
+    store.insert_rows(f"{store.database}.rollup_dirty", rows)
+
+
+def _requests(store: Store, tenant: str) -> int:
+    return sum(r["requests"] for r in _minute_rows(store, (tenant,)).values())
+
+
+def test_minute_compactor_folds_in_each_marked_batch_once_and_again_after_a_restart(store: Store) -> None:
+    tenant = f"marks-{time.time_ns()}"
+    start = (int(time.time()) - 120) * 10**9
+    compactor = MinuteCompactor(store)
+    _mark(store, [make_span(tenant, i, start + i * 10**9, 10**6) for i in range(5)], f"{tenant}-b1")
+    assert {t for t, _ in compactor.run()} >= {tenant}
+    assert _requests(store, tenant) == 5
+    assert tenant not in {t for t, _ in compactor.run()}  # nothing new for it: no recomputation
+    _mark(store, [make_span(tenant, 9, start, 10**6)], f"{tenant}-b2")
+    compactor.run()
+    assert _requests(store, tenant) == 6
+    restarted = MinuteCompactor(store)  # a new leader recomputes the recent marks once; totals hold
+    assert tenant in {t for t, _ in restarted.run()}
+    assert _requests(store, tenant) == 6
+
+
+def test_a_mark_written_during_the_previous_scan_is_still_folded_in(store: Store) -> None:
+    tenant = f"inflight-{time.time_ns()}"
+    compactor = MinuteCompactor(store)
+    compactor.run()
+    scanned = read_watermarks(store)["minute"][1]
+    # An INSERT in flight while that scan ran: its rows carry a time before the scan started.
+    _mark(store, [make_span(tenant, 1, (int(time.time()) - 60) * 10**9, 10**6)], f"{tenant}-b",
+          marked_at=scanned - MARK_SLACK / 2)
+    assert tenant in {t for t, _ in compactor.run()}
+    assert _requests(store, tenant) == 1

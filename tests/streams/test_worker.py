@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import orjson
@@ -13,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
-from llmscope.storage import Store
+from llmscope.storage import Store, StoreError
 from schemas.messages import (
     FORMAT_OTLP_TRACES,
     HEADER_DLQ_REASON,
@@ -23,6 +24,7 @@ from schemas.messages import (
 from streams.sink import SpanSink
 from tests.conftest import running_worker
 from tests.otlp_factory import llm_span, request_of
+from tests.reliability.conftest import committed, eventually, private_settings
 
 
 @pytest.fixture(scope="session")
@@ -70,24 +72,79 @@ async def _has(store: Store, tenant: str, n: int) -> bool:
     return await _count(store, tenant) == n
 
 
-async def test_redelivered_message_does_not_duplicate_spans(worker, producer, store) -> None:
-    message = _message("worker-redelivery", 10)
-    await producer.send(message)
-    await producer.send(message)  # what a redelivery after a crash looks like to the sink
-    assert await _eventually(lambda: _has(store, "worker-redelivery", 10))
-    await asyncio.sleep(1.0)
-    assert await _count(store, "worker-redelivery") == 10
+async def _rollup_totals(store: Store, tenant: str) -> tuple[int, int, int]:
+    df = await store.aquery(
+        f"SELECT sum(requests) AS r, sum(input_tokens) AS i, sum(output_tokens) AS o "
+        f"FROM {store.database}.rollup_minute FINAL WHERE tenant_id = {{t:String}}",
+        {"t": tenant},
+    )
+    return int(df["r"][0]), int(df["i"][0]), int(df["o"][0])
 
 
-async def test_identical_batch_retry_is_dropped_by_the_dedup_token(store) -> None:
-    sink = SpanSink(store)
-    req = request_of([llm_span() for _ in range(5)])
-    from streams.normalise import normalise
+async def test_a_client_resend_is_a_new_message_yet_counts_once_in_spans_and_rollups(worker, producer, store) -> None:
+    tenant = f"worker-resend-{uuid.uuid4().hex[:6]}"
+    spans = [llm_span(input_tokens=100 + i, output_tokens=7) for i in range(10)]
+    for _ in range(3):  # the exporter timed out and sent the same request again: new message, new id
+        req = request_of(spans).SerializeToString()
+        await producer.send(IngestMessage(tenant, FORMAT_OTLP_TRACES, time.time_ns(), req))
+    expected = (10, sum(100 + i for i in range(10)), 70)
+    assert await _eventually(lambda: _rollup_totals_are(store, tenant, expected)), await _rollup_totals(store, tenant)
+    assert await _count(store, tenant) == 10
+    await asyncio.sleep(1.5)  # later minute recomputations must not change it either
+    assert await _rollup_totals(store, tenant) == expected
 
-    rows = orjson.dumps([s.to_row(time.time_ns()) for s in normalise(req, "sink-token")])
-    await sink.write(rows, 5, "test-topic:0:100-104")
-    await sink.write(rows, 5, "test-topic:0:100-104")
-    assert await _count(store, "sink-token", final=False) == 5
+
+async def _rollup_totals_are(store: Store, tenant: str, expected: tuple[int, int, int]) -> bool:
+    return await _rollup_totals(store, tenant) == expected
+
+
+class _CrashBeforeCommit(Store):
+    """The real store, except that the worker's last write before it acknowledges a batch (the
+    minute marks) fails: its spans are stored, its offsets never committed, as in a crash there."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.database = inner, inner.database
+
+    def command(self, sql, params=None):  # type: ignore[no-untyped-def]
+        self.inner.command(sql, params)
+
+    def query_arrow(self, sql, params=None):  # type: ignore[no-untyped-def]
+        return self.inner.query_arrow(sql, params)
+
+    def insert_json(self, table, body, settings=None):  # type: ignore[no-untyped-def]
+        if table.endswith(".rollup_dirty"):
+            raise StoreError("injected: crashed before the commit")
+        self.inner.insert_json(table, body, settings)
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_true_redelivery_at_the_same_offsets_stores_and_counts_nothing_twice(settings, store) -> None:
+    own = private_settings(settings, "redeliver")
+    tenant = f"redeliver-{uuid.uuid4().hex[:6]}"
+    async with running_worker(own, _CrashBeforeCommit(store)):
+        producer = IngestProducer(own)
+        await producer.connect()
+        try:
+            for _ in range(4):
+                await producer.send(_message(tenant, 5))
+        finally:
+            await producer.close()
+        assert await _eventually(lambda: _has(store, tenant, 20))
+        await asyncio.sleep(1.0)
+        assert await committed(own) == 0
+    # Restarted: the same messages (same offsets, same message ids) are delivered again.
+    async with running_worker(own, store):
+        assert await eventually(lambda: _committed_at_least(own, 4))
+        assert await _eventually(lambda: _rollup_totals_are(store, tenant, (20, 2000, 400)))
+    assert await _count(store, tenant, final=False) == 20  # not even a raw duplicate: same message ids
+    assert await _count(store, tenant) == 20
+    assert await _rollup_totals(store, tenant) == (20, 2000, 400)
+
+
+async def _committed_at_least(own: Settings, n: int) -> bool:
+    return await committed(own) >= n
 
 
 async def _deadletters(settings: Settings, marker: bytes) -> list:
@@ -138,3 +195,9 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_kee
     assert any("ExportTraceServiceRequest" in r for r in reasons)
     assert any("missing header" in r for r in reasons)
     assert all(dict(r.headers)[HEADER_DLQ_SOURCE].startswith(settings.ingest_topic.encode()) for r in records)
+    # Listed for admins too (reason and origin, never the content).
+    listed = await store.aquery(
+        f"SELECT reason, source FROM {store.database}.dead_letters FINAL WHERE tenant_id = 'worker-poison'"
+    )
+    assert listed.height == settings.topic_partitions
+    assert all("ExportTraceServiceRequest" in r for r in listed["reason"].to_list())

@@ -1,0 +1,39 @@
+"""The one time contract: what the span store can hold, how long a span may plausibly last, UTC helpers.
+
+Every stage that accepts, stores or asks about times takes its bounds from here, so the ingest
+never acknowledges a span the worker cannot store, and the query API never asks the store for a
+range it cannot represent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+NS_PER_SECOND = 1_000_000_000
+NS_PER_DAY = 86_400 * NS_PER_SECOND
+
+# Times the spans table can take as "seconds.nanoseconds" text: DateTime64(9) ends at 2262-04-11
+# (the int64 nanosecond limit), and below 9 digits of seconds (1973-03-03) ClickHouse reads the
+# text as a date form instead. A row outside fails its whole INSERT, on every retry.
+MIN_STORABLE_NS = 10**17
+MAX_STORABLE_NS = 2**63 - 1
+
+# Longer than any model call or agent run we have seen; a longer "span" is a clock or unit mistake,
+# and one such outlier would dominate a tenant's average latency (and its latency histogram).
+MAX_SPAN_DURATION_NS = 7 * NS_PER_DAY
+
+# How far ahead of the ingest's clock a span may start (clock skew between hosts).
+MAX_FUTURE_NS = NS_PER_DAY
+
+# What the query API accepts for `start`/`end`: what DateTime64(9) can represent, from Unix time on.
+EARLIEST_QUERY = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_QUERY = datetime(2262, 4, 11, tzinfo=timezone.utc)
+
+
+def storable(ns: int) -> bool:
+    return MIN_STORABLE_NS <= ns < MAX_STORABLE_NS
+
+
+def utc(value: datetime) -> datetime:
+    """An aware UTC datetime; naive values are taken to be UTC already."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
