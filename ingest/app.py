@@ -22,14 +22,17 @@ from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.event import EventBatch
 from schemas.messages import FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, IngestMessage
+from schemas.times import NS_PER_DAY
 
 log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 # Decoding a large body (or any OTLP JSON, ~10x slower than protobuf) would stall every other
-# request on the loop; those go to a thread.
+# request on the loop; those go to a thread. A compressed body may expand a thousandfold, so the
+# bar for it is far lower.
 _OFFLOAD_BYTES = 1024 * 1024
+_OFFLOAD_COMPRESSED_BYTES = 16 * 1024
 
 
 def _wants_json(request: Request) -> bool:
@@ -80,13 +83,11 @@ def create_ingest_app(
         raw = await read_body(request, settings.max_body_bytes)
         content_type = request.headers.get("content-type")
         encoding = request.headers.get("content-encoding")
-        if len(raw) > _OFFLOAD_BYTES or _wants_json(request):
-            validated = await asyncio.to_thread(_decode, raw, content_type, encoding, settings.max_body_bytes)
-        else:
-            validated = _decode(raw, content_type, encoding, settings.max_body_bytes)
-        if validated.accepted:
+        heavy = len(raw) > (_OFFLOAD_COMPRESSED_BYTES if encoding else _OFFLOAD_BYTES) or _wants_json(request)
+        args = (raw, content_type, encoding, settings, time.time_ns())
+        validated, chunks = await asyncio.to_thread(_decode, *args) if heavy else _decode(*args)
+        if chunks:
             received = time.time_ns()
-            chunks = split_request(validated.request, settings.max_message_bytes)
             await asyncio.gather(
                 *(producer.send(IngestMessage(principal.tenant_id, FORMAT_OTLP_TRACES, received, c)) for c in chunks)
             )
@@ -129,7 +130,23 @@ def create_ingest_app(
     return app
 
 
-def _decode(raw: bytes, content_type: str | None, encoding: str | None, limit: int) -> Validated:
-    body = decompress(raw, encoding, limit)
+def _decode(
+    raw: bytes, content_type: str | None, encoding: str | None, settings: Settings, now_ns: int
+) -> tuple[Validated, list[bytes]]:
+    """Body to validated spans and the Kafka message values that carry the accepted ones."""
+    body = decompress(raw, encoding, settings.max_body_bytes)
     request = decode_traces(body, content_type)
-    return validate_spans(request, now_ns=time.time_ns())
+    spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    if spans > settings.max_spans_per_request:
+        raise PayloadTooLarge(
+            f"{spans} spans in one request; at most {settings.max_spans_per_request}: export smaller batches"
+        )
+    validated = validate_spans(
+        request,
+        now_ns=now_ns,
+        max_past_ns=settings.retention_days * NS_PER_DAY,  # older spans would be dropped by the TTL at once
+        max_span_bytes=settings.max_message_bytes // 2,
+    )
+    if not validated.accepted:
+        return validated, []
+    return validated, split_request(validated.request, settings.max_message_bytes, settings.max_spans_per_message)

@@ -1,14 +1,23 @@
-"""Per-span validation of decoded OTLP requests, and splitting them into size-bounded chunks."""
+"""Per-span validation of decoded OTLP requests, and splitting them into size-bounded chunks.
+
+Validation covers everything the store needs (ids, times it can hold, a plausible duration, a size
+that fits one Kafka message), so a span that gets 200 is a span the worker can store.
+"""
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-_NS_PER_DAY = 86_400 * 1_000_000_000
+from schemas.span import MAX_VALUE_BYTES, TRUNCATED_MARK, cap_text
+from schemas.times import MAX_FUTURE_NS, MAX_SPAN_DURATION_NS, MAX_STORABLE_NS, MIN_STORABLE_NS, NS_PER_DAY
+
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _MAX_REASONS = 5
@@ -27,11 +36,16 @@ def validate_spans(
     req: ExportTraceServiceRequest,
     *,
     now_ns: int,
-    max_future_ns: int = _NS_PER_DAY,
-    max_past_ns: int = 30 * _NS_PER_DAY,
+    max_future_ns: int = MAX_FUTURE_NS,
+    max_past_ns: int = 30 * NS_PER_DAY,
+    max_span_bytes: int | None = None,
 ) -> Validated:
-    """Split spans into accepted and rejected; `req` is returned as-is when nothing is dropped."""
-    earliest, latest = now_ns - max_past_ns, now_ns + max_future_ns
+    """Split spans into accepted and rejected; `req` is returned as-is when nothing is dropped.
+
+    With `max_span_bytes`, a span larger than that (one long prompt) has its attribute values cut
+    to MAX_VALUE_BYTES, as the store would cut them anyway, and is rejected only if still too large:
+    otherwise it could never be produced, and the exporter would retry its whole batch forever."""
+    earliest, latest = max(now_ns - max_past_ns, MIN_STORABLE_NS), now_ns + max_future_ns
     too_late = f"start time more than {_duration(max_future_ns)} in the future"
     too_early = f"start time more than {_duration(max_past_ns)} in the past"
     reasons: Counter[str] = Counter()
@@ -54,9 +68,20 @@ def validate_spans(
         verdicts.append(rs_verdicts)
         for ss_verdicts in rs_verdicts:
             reasons.update(r for r in ss_verdicts if r is not None)
+    cut = 0
+    if max_span_bytes is not None and req.ByteSize() > max_span_bytes:
+        cut, too_big = _fit(req, verdicts, max_span_bytes)
+        if too_big:
+            prunable = True
+            accepted -= too_big
+            reasons[f"more than {max_span_bytes} bytes even with attribute values cut to {MAX_VALUE_BYTES}"] += too_big
     rejected = sum(reasons.values())
     request = _rebuild(req, verdicts) if prunable else req
-    return Validated(request, accepted, rejected, _summarise(reasons, accepted + rejected))
+    message = _summarise(reasons, accepted + rejected)
+    if cut:
+        note = f"{cut} attribute value(s) longer than {MAX_VALUE_BYTES} bytes were cut to that size"
+        message = f"{message}; {note}" if message else note
+    return Validated(request, accepted, rejected, message)
 
 
 def _reject_reason(span: trace_pb2.Span, earliest: int, latest: int, too_early: str, too_late: str) -> str | None:
@@ -69,20 +94,88 @@ def _reject_reason(span: trace_pb2.Span, earliest: int, latest: int, too_early: 
     parent = span.parent_span_id
     if parent and len(parent) != 8:
         return "invalid parent_span_id (must be empty or 8 bytes)"
-    start = span.start_time_unix_nano
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
     if start == 0:
         return "missing start_time_unix_nano"
-    if span.end_time_unix_nano < start:
+    if end < start:
         return "end before start"
     if start > latest:
         return too_late
     if start < earliest:
         return too_early
+    if end - start > MAX_SPAN_DURATION_NS:
+        return f"duration over {_duration(MAX_SPAN_DURATION_NS)}"
+    if end >= MAX_STORABLE_NS or any(not MIN_STORABLE_NS <= e.time_unix_nano < MAX_STORABLE_NS for e in span.events):
+        return "a time outside 1973..2262 (end or event time), which the store cannot hold"
     return None
 
 
+def _fit(req: ExportTraceServiceRequest, verdicts: list[list[list[str | None]]], max_bytes: int) -> tuple[int, int]:
+    """Cut long values of spans (and their resource and scope) over `max_bytes`; mark spans that
+    still do not fit as rejected in `verdicts`. A resource or scope may take half as much again, so
+    one span with its resource and scope always fits in a message of 2 × max_bytes.
+    Returns (values cut, spans rejected)."""
+    cut = rejected = 0
+    for rs, rs_verdicts in zip(req.resource_spans, verdicts, strict=True):
+        cut += _cut_values(rs.resource.attributes)
+        rs_too_big = rs.resource.ByteSize() > max_bytes // 2
+        for ss, ss_verdicts in zip(rs.scope_spans, rs_verdicts, strict=True):
+            cut += _cut_values(ss.scope.attributes)
+            head_too_big = rs_too_big or ss.scope.ByteSize() > max_bytes // 2
+            for i, span in enumerate(ss.spans):
+                if ss_verdicts[i] is not None:
+                    continue
+                if not head_too_big and span.ByteSize() > max_bytes:
+                    cut += _cut_span(span)
+                if head_too_big or span.ByteSize() > max_bytes:
+                    ss_verdicts[i] = "too large"
+                    rejected += 1
+    return cut, rejected
+
+
+def _cut_span(span: trace_pb2.Span) -> int:
+    cut = _cut_values(span.attributes)
+    for event in span.events:
+        cut += _cut_values(event.attributes)
+    for link in span.links:
+        cut += _cut_values(link.attributes)
+    for holder, name in ((span, "name"), (span.status, "message")):
+        text = getattr(holder, name)
+        if (capped := cap_text(text)) != text:
+            setattr(holder, name, capped)
+            cut += 1
+    return cut
+
+
+def _cut_values(kvs: Iterable[KeyValue]) -> int:
+    cut = 0
+    for kv in kvs:
+        cut += _cut_value(kv.value)
+    return cut
+
+
+def _cut_value(value: AnyValue) -> int:
+    """Cut one value the way the store keeps it: text to MAX_VALUE_BYTES with the mark; bytes as
+    the base64 text the store would keep; a nested value too large to keep whole becomes the mark."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        text = value.string_value
+        capped = cap_text(text)
+        if capped == text:
+            return 0
+        value.string_value = capped
+        return 1
+    if which == "bytes_value" and len(value.bytes_value) > MAX_VALUE_BYTES:
+        value.string_value = cap_text(base64.b64encode(value.bytes_value).decode())
+        return 1
+    if which in ("array_value", "kvlist_value") and value.ByteSize() > MAX_VALUE_BYTES:
+        value.string_value = f"{TRUNCATED_MARK} ({which.removesuffix('_value')} of {value.ByteSize()} bytes)"
+        return 1
+    return 0
+
+
 def _duration(ns: int) -> str:
-    for unit, size in (("day", _NS_PER_DAY), ("hour", 3_600 * 10**9), ("minute", 60 * 10**9), ("second", 10**9)):
+    for unit, size in (("day", NS_PER_DAY), ("hour", 3_600 * 10**9), ("minute", 60 * 10**9), ("second", 10**9)):
         if ns >= size and ns % size == 0:
             count = ns // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
@@ -119,16 +212,17 @@ def _summarise(reasons: Counter[str], total: int) -> str:
     return message[:_MAX_ERROR_MESSAGE]
 
 
-def split_request(req: ExportTraceServiceRequest, max_bytes: int) -> list[bytes]:
-    """Serialized requests of at most `max_bytes` each (a lone oversized span gets its own chunk).
+def split_request(req: ExportTraceServiceRequest, max_bytes: int, max_spans: int = 2**31) -> list[bytes]:
+    """Serialized requests of at most `max_bytes` and `max_spans` each (a lone oversized span would
+    get its own chunk, which validation prevents).
 
     Chunks are assembled from wire-format pieces rather than new messages: a message's encoding
     is the concatenation of its fields, so each span is serialized exactly once.
     """
     whole = req.SerializeToString()
-    if len(whole) <= max_bytes:
+    if len(whole) <= max_bytes and sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans) <= max_spans:
         return [whole] if whole else []
-    builder = _ChunkBuilder(max_bytes)
+    builder = _ChunkBuilder(max_bytes, max_spans)
     for i, rs in enumerate(req.resource_spans):
         rs_head = _header(rs, "scope_spans")
         for j, ss in enumerate(rs.scope_spans):
@@ -167,8 +261,9 @@ def _field_size(payload_size: int) -> int:
 class _ChunkBuilder:
     """Greedy packing of span fields under their (index, header) resource and scope entries."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_spans: int) -> None:
         self.max_bytes = max_bytes
+        self.max_spans = max_spans
         self.chunks: list[bytes] = []
         self._reset()
 
@@ -202,7 +297,7 @@ class _ChunkBuilder:
         return _field_size(self.rs_size + (_field_size(self.ss_size) if self.ss is not None else 0))
 
     def add(self, rs: tuple[int, bytes], ss: tuple[int, bytes], span_field: bytes) -> None:
-        if self.spans and self._size_with(rs, ss, span_field) > self.max_bytes:
+        if self.spans and (self.spans >= self.max_spans or self._size_with(rs, ss, span_field) > self.max_bytes):
             self.flush()
         if rs != self.rs:
             self._close_rs()

@@ -6,6 +6,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+# Attribute values are stored up to this size; longer text is cut here with the marker. The ingest
+# applies the same cut to spans too large for one Kafka message, so what it keeps is what the store
+# would have kept anyway.
+MAX_VALUE_BYTES = 32 * 1024
+TRUNCATED_MARK = "…[truncated]"
+_TRUNCATED_BYTES = len(TRUNCATED_MARK.encode())
+_SHORT_CHARS = MAX_VALUE_BYTES // 4  # at most 4 UTF-8 bytes a character: no need to encode to know
+
 StatusCode = Literal["unset", "ok", "error"]
 SpanKind = Literal["unspecified", "internal", "server", "client", "producer", "consumer"]
 Source = Literal["otlp", "sdk"]
@@ -114,3 +122,13 @@ def ns_to_ch(ns: int) -> str:
     """Unix nanoseconds as ClickHouse DateTime64(9) text; a bare integer would be read as seconds."""
     seconds, nanos = divmod(ns, 1_000_000_000)
     return f"{seconds}.{nanos:09d}"
+
+
+def cap_text(text: str) -> str:
+    """`text` if it fits in MAX_VALUE_BYTES of UTF-8, else its first bytes (whole characters) + the mark."""
+    if len(text) <= _SHORT_CHARS:
+        return text
+    encoded = text.encode()
+    if len(encoded) <= MAX_VALUE_BYTES:
+        return text
+    return encoded[: MAX_VALUE_BYTES - _TRUNCATED_BYTES].decode(errors="ignore") + TRUNCATED_MARK

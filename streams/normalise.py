@@ -11,11 +11,8 @@ import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from schemas.span import Span, SpanEvent, SpanKind, StatusCode
+from schemas.span import MAX_VALUE_BYTES, TRUNCATED_MARK, Span, SpanEvent, SpanKind, StatusCode, cap_text
 
-MAX_VALUE_BYTES = 32 * 1024
-_TRUNCATED = "…[truncated]"
-_TRUNCATED_BYTES = len(_TRUNCATED.encode())
 _SHORT_CHARS = MAX_VALUE_BYTES // 4  # at most 4 UTF-8 bytes a character: no need to encode to know
 _MAX_NESTING = 32  # protobuf decoding allows ~47 levels; beyond this nobody is reading it anyway
 _MAX_TOKENS = 2**63 - 1
@@ -76,17 +73,17 @@ def normalise(req: ExportTraceServiceRequest, tenant_id: str) -> list[Span]:
                     trace_id=span.trace_id.hex(),
                     span_id=span.span_id.hex(),
                     parent_span_id=span.parent_span_id.hex(),
-                    name=_cap(span.name),
+                    name=cap_text(span.name),
                     kind=_KINDS[span.kind] if 0 <= span.kind < len(_KINDS) else "unspecified",
                     service_name=service_name,
                     start_time_ns=span.start_time_unix_nano,
                     end_time_ns=span.end_time_unix_nano,
                     status_code=_STATUSES[status.code] if 0 <= status.code < len(_STATUSES) else "unset",
-                    status_message=_cap(status.message),
+                    status_message=cap_text(status.message),
                     attributes=attrs,
                     resource_attributes=dict(resource_attrs),  # spans are mutated independently later
                     events=[
-                        SpanEvent(e.time_unix_nano, _cap(e.name), _flatten_attributes(e.attributes)[0])
+                        SpanEvent(e.time_unix_nano, cap_text(e.name), _flatten_attributes(e.attributes)[0])
                         for e in span.events
                     ],
                 )
@@ -106,7 +103,7 @@ def _flatten_attributes(kvs: Iterable[KeyValue]) -> tuple[dict[str, str], dict[s
         # WhichOneof and the general path for them is a third of normalise's time.
         text = value.string_value
         if text:
-            flat[key] = text if len(text) <= _SHORT_CHARS else _cap(text)
+            flat[key] = text if len(text) <= _SHORT_CHARS else cap_text(text)
         else:
             flat[key] = _flatten(value)
         if key in _RAW_KEYS:
@@ -130,7 +127,7 @@ def _flatten(value: AnyValue) -> str:
         return ""
     else:
         text = orjson.dumps(_to_python(value, 0)).decode()
-    return _cap(text)
+    return cap_text(text)
 
 
 def _to_python(value: AnyValue, depth: int) -> Any:
@@ -139,26 +136,17 @@ def _to_python(value: AnyValue, depth: int) -> Any:
         return None
     if which == "array_value":
         if depth >= _MAX_NESTING:
-            return _TRUNCATED
+            return TRUNCATED_MARK
         return [_to_python(v, depth + 1) for v in value.array_value.values]
     if which == "kvlist_value":
         if depth >= _MAX_NESTING:
-            return _TRUNCATED
+            return TRUNCATED_MARK
         return {kv.key: _to_python(kv.value, depth + 1) for kv in value.kvlist_value.values}
     if which == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
     if which == "double_value" and not math.isfinite(value.double_value):
         return repr(value.double_value)  # JSON has no NaN/Infinity
     return getattr(value, which)
-
-
-def _cap(text: str) -> str:
-    if len(text) <= _SHORT_CHARS:
-        return text
-    encoded = text.encode()
-    if len(encoded) <= MAX_VALUE_BYTES:
-        return text
-    return encoded[: MAX_VALUE_BYTES - _TRUNCATED_BYTES].decode(errors="ignore") + _TRUNCATED
 
 
 def _apply_llm_fields(out: Span, raw: dict[str, AnyValue], flat: dict[str, str]) -> None:
@@ -232,6 +220,6 @@ def _string_list(value: AnyValue) -> list[str]:
             except orjson.JSONDecodeError:
                 parsed = None
             if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
-                return [_cap(p) for p in parsed]
-        return [_cap(text)] if text else []
+                return [cap_text(p) for p in parsed]
+        return [cap_text(text)] if text else []
     return [_flatten(value)] if which else []
