@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import math
 import secrets
 import string
 import time
@@ -14,6 +17,8 @@ from llmscope.storage import Store, StoreError
 KEY_PREFIX = "lls_"
 _ALPHABET = string.ascii_letters + string.digits
 SCOPES = frozenset({"ingest", "read", "admin"})
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,43 +83,86 @@ def extract_key(authorization: str | None, x_api_key: str | None) -> str:
 
 
 class KeyResolver:
-    """Resolves a presented key to its tenant. Positive and negative answers are cached briefly
-    so a flood of requests costs one store lookup per key per TTL; revocation takes effect within
-    the TTL (and at once where `forget` is called)."""
+    """Resolves a presented key to its principal from an in-memory copy of the api_keys table.
 
-    def __init__(self, store: Store, cache_seconds: float) -> None:
+    The copy is re-read in the background every `refresh_seconds`, so a request never waits for
+    the store (nor queues behind an analytics query on it), and a key created or revoked by another
+    process takes effect within that time. An unknown key waits for a read that started after it
+    arrived (so a key used right after it was created works), but reads start at most once per
+    MIN_READ_GAP however many unknown keys arrive, and each client address may keep only a few
+    unknown keys waiting (MISSES_PER_SECOND, MISS_BURST); beyond that its unknown keys get their
+    401 at once. A flood of random keys costs one small query a second in all, and holds nothing."""
+
+    MIN_READ_GAP = 0.25
+    MISSES_PER_SECOND = 4.0
+    MISS_BURST = 8.0
+    _MAX_ADDRESSES = 10_000
+
+    def __init__(self, store: Store, refresh_seconds: float) -> None:
         self._store = store
-        self._ttl = cache_seconds
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._refresh_seconds = refresh_seconds
+        self._keys: dict[str, Principal] | None = None
+        self._loaded_from = -math.inf  # monotonic start of the read the copy comes from
+        self._reading: asyncio.Task[bool] | None = None
+        self._reading_since = -math.inf  # monotonic start of the latest read attempt
+        self._misses: dict[str, tuple[float, float]] = {}  # client address -> (allowance, at)
 
-    async def resolve(self, key: str) -> Principal:
+    async def resolve(self, key: str, client: str = "") -> Principal:
         if not key.startswith(KEY_PREFIX) or len(key) > 128:
             raise Unauthenticated("invalid API key")
         digest = hash_key(key)
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is None or hit[0] < now:
-            principal = await self._lookup(digest)
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            hit = (now + self._ttl, principal)
-            self._cache[digest] = hit
-        if hit[1] is None:
+        arrived = time.monotonic()
+        if arrived - self._loaded_from > self._refresh_seconds:
+            self._start_read()
+        if self._keys is None or (digest not in self._keys and self._may_wait(client, arrived)):
+            await self._read_since(arrived)
+        principal = (self._keys or {}).get(digest)
+        if principal is None:
             raise Unauthenticated("invalid or revoked API key")
-        return hit[1]
+        return principal
 
-    def forget(self, key: str) -> None:
-        self._cache.pop(hash_key(key), None)
+    def _may_wait(self, client: str, now: float) -> bool:
+        """A token bucket per client address for unknown keys that wait for a fresh read."""
+        allowance, at = self._misses.get(client, (self.MISS_BURST, now))
+        allowance = min(self.MISS_BURST, allowance + (now - at) * self.MISSES_PER_SECOND)
+        if len(self._misses) >= self._MAX_ADDRESSES:
+            self._misses.clear()  # a spread-out flood: forget, rather than grow
+        self._misses[client] = (allowance - 1 if allowance >= 1 else allowance, now)
+        return allowance >= 1
 
-    async def _lookup(self, digest: str) -> Principal | None:
+    def _start_read(self) -> None:
+        if self._reading is None or self._reading.done():
+            self._reading_since = time.monotonic()
+            self._reading = asyncio.create_task(self._read())
+
+    async def _read_since(self, arrived: float) -> None:
+        """Wait until the copy comes from a read that started after `arrived`, or such a read failed."""
+        while self._loaded_from < arrived:
+            if self._reading is None or self._reading.done():
+                wait = self._reading_since + self.MIN_READ_GAP - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue  # another request may have started a read meanwhile
+                self._start_read()
+            assert self._reading is not None
+            started, ok = self._reading_since, await asyncio.shield(self._reading)
+            if started >= arrived and not ok:
+                if self._keys is None:
+                    raise Unavailable("cannot verify the API key right now: the key store is unreachable")
+                return  # the store is down: answer from the copy we have
+
+    async def _read(self) -> bool:
+        started = time.monotonic()
         try:
             rows = await self._store.aquery(
-                f"SELECT tenant_id, key_prefix, scopes, revoked FROM {self._store.database}.api_keys FINAL "
-                "WHERE key_hash = {h:String}",
-                {"h": digest},
+                f"SELECT key_hash, tenant_id, key_prefix, scopes FROM {self._store.database}.api_keys FINAL "
+                "WHERE revoked = 0"
             )
         except StoreError as exc:
-            raise Unavailable(f"cannot verify the API key right now: {exc}") from None
-        if rows.height == 0 or rows["revoked"][0]:
-            return None
-        return Principal(rows["tenant_id"][0], rows["key_prefix"][0], frozenset(rows["scopes"][0]))
+            log.warning("cannot read API keys, keeping the previous copy: %s", exc)
+            return False
+        self._keys = {
+            r["key_hash"]: Principal(r["tenant_id"], r["key_prefix"], frozenset(r["scopes"])) for r in rows.to_dicts()
+        }
+        self._loaded_from = started
+        return True

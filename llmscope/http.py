@@ -40,7 +40,7 @@ def error_response(request: Request, status: int, code: str, message: str, retry
 
 async def authenticate(request: Request, resolver: KeyResolver, scope: str) -> Principal:
     key = extract_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
-    principal = await resolver.resolve(key)
+    principal = await resolver.resolve(key, request.client.host if request.client else "")
     principal.require(scope)
     return principal
 
