@@ -18,9 +18,10 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    # Linux: the broker gets SIGTERM if we die, even by kill -9, so it is never orphaned.
+    # Linux: the broker gets SIGKILL if the thread that started it dies, even by kill -9, so it is
+    # never orphaned. The parent must start it from a thread that lives as long as it (the main one).
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -48,6 +49,9 @@ class EmbeddedBroker:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
+            # Its own session: a terminal's Ctrl-C signals the whole foreground process group, and
+            # the broker must outlive that long enough for `up` to drain it into the store.
+            start_new_session=True,
         )
         broker = cls(port, process)
         ready = threading.Event()

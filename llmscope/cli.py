@@ -18,6 +18,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, default=None, help="where data lives (default ./.llmscope)")
     up.add_argument("--ingest-port", type=int, default=None, help="OTLP/HTTP port (default 4318)")
     up.add_argument("--query-port", type=int, default=None, help="query API port (default 8000)")
+    up.add_argument(
+        "--host", default=None,
+        help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)",
+    )
+    up.add_argument("--admin-key", action="store_true", help="also create (once) and print an admin API key")
     roles.add_parser("ingest", help="OTLP/HTTP and SDK event endpoints (Kafka producer)")
     roles.add_parser("worker", help="the Faust stream agents")
     roles.add_parser("query", help="query API")
@@ -30,12 +35,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {}
+    overrides: dict[str, object] = {}
     for option, name in (("data_dir", "data_dir"), ("ingest_port", "ingest_port"), ("query_port", "query_port")):
         value = getattr(args, option, None)
         if value is not None:
             overrides[name] = value
-    return load_settings(**overrides)
+    settings = load_settings(**overrides)
+    if args.role == "up":
+        # `up` is for one machine: it listens on loopback unless told otherwise, by --host or by
+        # LLMSCOPE_INGEST_HOST / LLMSCOPE_QUERY_HOST set explicitly (the roles' 0.0.0.0 default is
+        # for containers).
+        hosts = {name: args.host or ("127.0.0.1" if name not in settings.model_fields_set else getattr(settings, name))
+                 for name in ("ingest_host", "query_host")}
+        settings = load_settings(**overrides, **hosts)
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             store.close()
         return 0
-    runner = {"up": roles.run_up, "ingest": roles.run_ingest, "worker": roles.run_worker, "query": roles.run_query}
+    if args.role == "up":
+        asyncio.run(roles.run_up(settings, admin_key=args.admin_key))
+        return 0
+    runner = {"ingest": roles.run_ingest, "worker": roles.run_worker, "query": roles.run_query}
     asyncio.run(runner[args.role](settings))
     return 0
 

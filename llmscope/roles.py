@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -23,15 +25,35 @@ from streams.app import create_worker_app
 log = logging.getLogger("llmscope")
 
 DEV_TENANT = "dev"
-DRAIN_SECONDS = 15.0
+DEV_SCOPES = {"ingest", "read"}
+ADMIN_SCOPES = {"ingest", "read", "admin"}
+# The drain gives up only when the backlog stops shrinking for this long (the store is down).
+DRAIN_STALL_SECONDS = 30.0
 
 
-def _stop_event() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
+class Stopping:
+    """SIGINT/SIGTERM handling for a role: the first signal asks for an orderly stop; a second one
+    (Ctrl-C pressed again) exits at once, after one line saying what that may lose. Children are
+    started so that they outlive neither this process nor ignore it (see broker.py, streams/app.py)."""
+
+    def __init__(self, at_once_warning: str) -> None:
+        self.event = asyncio.Event()
+        self.at_once_warning = at_once_warning
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._signalled)
+
+    def _signalled(self) -> None:
+        if not self.event.is_set():
+            self.event.set()
+            print("llmscope: stopping in order (press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            return
+        print(f"llmscope: stopping at once; {self.at_once_warning}", file=sys.stderr, flush=True)
+        os._exit(130)
+
+
+def _stop_event(at_once_warning: str = "work in progress is abandoned") -> asyncio.Event:
+    return Stopping(at_once_warning).event
 
 
 def _limiter(settings: Settings) -> RateLimiter:
@@ -91,7 +113,7 @@ async def run_query(settings: Settings, stop: asyncio.Event | None = None) -> No
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    stop = stop or _stop_event()
+    stop = stop or _stop_event("batches not yet stored are redelivered to the next worker (nothing is lost)")
     store = open_store(settings)
     await ensure_topics(settings)
     app, _sink = create_worker_app(settings, store)
@@ -110,38 +132,50 @@ def migrate(settings: Settings) -> list[str]:
         store.close()
 
 
-def dev_key(store: Store, data_dir: Path) -> str:
-    """The dev tenant's key, created on first start and kept in <data-dir>/dev-api-key."""
-    path = data_dir / "dev-api-key"
+def dev_key(store: Store, data_dir: Path, name: str = "dev-api-key", scopes: set[str] = DEV_SCOPES) -> str:
+    """A dev tenant key, created on first use and kept in <data-dir>/<name> (only its owner reads it).
+
+    The one `up` prints can send and read, not administer: it ends up in every application's
+    environment. An admin key is made on request (`llmscope up --admin-key`)."""
+    path = data_dir / name
     if path.exists():
         return path.read_text().strip()
-    key = create_key(store, DEV_TENANT, "dev key created by llmscope up", {"ingest", "read", "admin"})
+    key = create_key(store, DEV_TENANT, f"{name} created by llmscope up", scopes)
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
 
 
-def banner(settings: Settings, broker: EmbeddedBroker, key: str) -> str:
-    ingest = f"http://127.0.0.1:{settings.ingest_port}"
-    query = f"http://127.0.0.1:{settings.query_port}"
-    return "\n".join(
-        [
-            f"LLMScope is up: tansu broker on {broker.bootstrap}, chDB in {settings.data_dir / 'chdb'}",
-            "Point any OpenTelemetry exporter at it:",
-            f"  export OTEL_EXPORTER_OTLP_ENDPOINT={ingest}",
-            f"  export OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20{key}",
-            f"Read traces: curl -H 'Authorization: Bearer {key}' {query}/api/v1/traces",
-            f"Query API docs: {query}/docs   (API key saved in {settings.data_dir / 'dev-api-key'})",
-            "Ctrl-C stops everything.",
-        ]
-    )
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
 
 
-async def run_up(settings: Settings, stop: asyncio.Event | None = None, announce: bool = True) -> None:
+def banner(settings: Settings, broker: EmbeddedBroker, key: str, admin_key: str | None = None) -> str:
+    ingest = _url(settings.ingest_host, settings.ingest_port)
+    query = _url(settings.query_host, settings.query_port)
+    lines = [
+        f"LLMScope is up: tansu broker on {broker.bootstrap}, chDB in {settings.data_dir / 'chdb'}",
+        "Point any OpenTelemetry exporter at it:",
+        f"  export OTEL_EXPORTER_OTLP_ENDPOINT={ingest}",
+        f"  export OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20{key}",
+        f"Read traces: curl -H 'Authorization: Bearer {key}' {query}/api/v1/traces",
+        f"Query API docs: {query}/docs   (API key saved in {settings.data_dir / 'dev-api-key'})",
+    ]
+    if admin_key:
+        lines.append(f"Admin key (prices, PII policy, dead letters): {admin_key}   (saved in {settings.data_dir / 'admin-api-key'})")
+    lines.append("Ctrl-C stops everything (it first stores all it acknowledged; Ctrl-C again stops at once).")
+    return "\n".join(lines)
+
+
+async def run_up(
+    settings: Settings, stop: asyncio.Event | None = None, announce: bool = True, admin_key: bool = False
+) -> None:
     """Broker, migrations, ingest, worker and query in one process over chDB (see ARCHITECTURE.md)."""
-    stop = stop or _stop_event()
+    stop = stop or _stop_event("acknowledged messages not yet stored are lost (the embedded broker keeps them in memory)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    broker = await asyncio.to_thread(EmbeddedBroker.start)
+    # Started from this (the main) thread: the broker dies with the thread that started it.
+    broker = EmbeddedBroker.start()
     async with AsyncExitStack() as exits:
         exits.callback(broker.stop)
         # tansu has no idempotent producer (InitProducerId fails); acks=all still holds.
@@ -150,6 +184,7 @@ async def run_up(settings: Settings, stop: asyncio.Event | None = None, announce
         exits.callback(store.close)
         apply_migrations(store, settings.retention_days)
         key = dev_key(store, settings.data_dir)
+        admin = dev_key(store, settings.data_dir, "admin-api-key", ADMIN_SCOPES) if admin_key else None
         await ensure_topics(settings)
 
         worker, _sink = create_worker_app(settings, store)
@@ -166,7 +201,7 @@ async def run_up(settings: Settings, stop: asyncio.Event | None = None, announce
         ingest_tasks = await _serve([ingest_server])
         query_tasks = await _serve([query_server])
         if announce:
-            print(banner(settings, broker, key), flush=True)
+            print(banner(settings, broker, key, admin), flush=True)
         await stop.wait()
         log.info("stopping: ingest first, then draining the broker into the store")
         await _stop_servers([ingest_server], ingest_tasks)
@@ -177,13 +212,22 @@ async def run_up(settings: Settings, stop: asyncio.Event | None = None, announce
 
 
 async def _drain(settings: Settings) -> None:
-    deadline = asyncio.get_running_loop().time() + DRAIN_SECONDS
-    while asyncio.get_running_loop().time() < deadline:
+    """Wait until the worker has stored everything in the broker, for as long as it makes progress."""
+    loop = asyncio.get_running_loop()
+    best, since = None, loop.time()
+    while True:
         try:
-            if await consumer_lag(settings, settings.worker_name) == 0:
-                return
+            lag = await consumer_lag(settings, settings.worker_name)
         except Exception as exc:
             log.warning("cannot read consumer lag: %s", exc)
             return
+        if lag == 0:
+            return
+        if best is None or lag < best:
+            if best is not None:
+                log.info("draining: %d message(s) left to store", lag)
+            best, since = lag, loop.time()
+        elif loop.time() - since > DRAIN_STALL_SECONDS:
+            log.warning("stopped with %d message(s) still in the broker: no progress for %.0fs", lag, DRAIN_STALL_SECONDS)
+            return
         await asyncio.sleep(0.2)
-    log.warning("stopped with messages still in the broker after %.0fs of draining", DRAIN_SECONDS)

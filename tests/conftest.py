@@ -107,7 +107,7 @@ class UpProcess:
 def start_up(data_dir: Path, *extra: str, ports: tuple[int, int] | None = None, timeout: float = 90.0) -> UpProcess:
     ingest_port, query_port = ports or (free_port(), free_port())
     log = data_dir / f"up-{ingest_port}.log"
-    env = {**os.environ, "LLMSCOPE_INGEST_HOST": "127.0.0.1", "LLMSCOPE_QUERY_HOST": "127.0.0.1"}
+    env = {k: v for k, v in os.environ.items() if k not in ("LLMSCOPE_INGEST_HOST", "LLMSCOPE_QUERY_HOST")}
     cmd = [sys.executable, "-m", "llmscope.cli", "up", "--data-dir", str(data_dir),
            "--ingest-port", str(ingest_port), "--query-port", str(query_port), *extra]
     process = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=env)
