@@ -7,6 +7,7 @@ import json
 import time
 import zlib
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -158,6 +159,23 @@ async def test_invalid_json_gets_400_json_status(ingest, tenant_keys) -> None:
     assert r.status_code == 400
     assert r.headers["content-type"] == "application/json"
     assert r.json()["code"] == 3 and r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b'{"a":' * 100 + b"1" + b"}" * 100, 200),  # unknown fields only, 100 levels: an empty request
+        (b'{"a":' * 101 + b"1" + b"}" * 101, 400),  # one level too deep
+        (b"[" * 5000 + b"1" + b"]" * 5000, 400),
+        (b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"ch\xff\xfeat"}]}]}]}', 400),  # not UTF-8
+    ],
+    ids=["depth-100", "depth-101", "array-5000", "invalid-utf8"],
+)
+async def test_deep_json_and_invalid_utf8_get_400_over_http(ingest, tenant_keys, body: bytes, status: int) -> None:
+    r = await ingest.post("/v1/traces", content=body, headers={**JS, **auth(tenant_keys["a"])})
+    assert r.status_code == status, r.content
+    if status == 400:
+        assert r.json()["code"] == 3 and r.json()["message"]
 
 
 async def test_corrupt_gzip_gets_400(ingest, tenant_keys) -> None:
