@@ -23,6 +23,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conditions import Machine, header  # noqa: E402
+
 from ingest.auth import KeyResolver, create_key  # noqa: E402
 from llmscope.settings import load_settings  # noqa: E402
 from llmscope.storage import open_store  # noqa: E402
@@ -59,6 +61,13 @@ async def measure(client: httpx.AsyncClient, keys: list[dict[str, str]], path: s
 
 
 async def run(args: argparse.Namespace) -> None:
+    header(
+        "each analytics endpoint, 24 h and 30 d ranges, answered from rollups and then from raw spans (FINAL)",
+        f"in process: the query app called through httpx's ASGI transport (no network, no server), chDB in this "
+        f"process, result cache off; {args.iterations} sequential requests per endpoint and range over rollups "
+        f"({args.raw_iterations} over spans) after 2 warm-up requests; p50 and p95 of those, no best-of",
+    )
+    machine = Machine()
     settings = load_settings(data_dir=args.data_dir, query_cache_ttl_seconds=0)
     store = open_store(settings)
     try:
@@ -90,6 +99,7 @@ async def run(args: argparse.Namespace) -> None:
     worst = max(percentile(results[(n, "30d", "rollups")], 0.95) for n in ("summary", "timeseries"))
     print(f"\n30-day summary/timeseries worst p95: {worst:.1f} ms (target < 100 ms); "
           f"mean of all rollup requests {statistics.mean(v for k, x in results.items() if k[2] == 'rollups' for v in x):.1f} ms")
+    print(f"machine: {machine.summary()}")
 
 
 def main() -> None:

@@ -17,8 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conditions import Machine, header  # noqa: E402
+
 from schemas.span import Span, SpanEvent
-from streams import pii
+from streams import pii_detect
 from streams.cost import compute_cost
 from streams.enrich import EnrichmentPolicy, enrich
 from streams.pii import PiiPolicy
@@ -129,10 +131,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
+    header(
+        f"the enrichment stage (streams.enrich.enrich) over {args.spans:,} synthetic spans per PII policy, and the "
+        "cost lookup alone",
+        f"in process, one thread, no I/O; best of {args.repeat} runs over fresh copies; spans/s per CPU second of "
+        "this process (time.process_time), with the wall-clock rate beside it",
+    )
+    machine = Machine()
     spans = make_spans(args.spans, args.pii_share)
     prompt_len = sum(len(s.attributes["gen_ai.input.messages"]) for s in spans) / len(spans)
     print(f"{len(spans)} spans, prompt ≈ {prompt_len:.0f} chars, {args.pii_share:.0%} with PII, "
-          f"gate engine: {'re2' if pii.re2 is not None else 'stdlib re'}")  # fmt: skip
+          f"gate engine: {'re2' if pii_detect.re2 is not None else 'stdlib re'}")  # fmt: skip
     for span in copy.deepcopy(spans[:200]):  # warm the model/price caches as a running worker would have
         enrich(span, EnrichmentPolicy())
 
@@ -143,6 +152,7 @@ def main() -> None:
     measure("cost lookup only", spans, compute_cost, args.repeat)
     print(f"ratio mask/off: {rates[PiiPolicy.OFF] / rates[PiiPolicy.MASK]:.2f}x the time per span "
           f"({rates[PiiPolicy.MASK] / rates[PiiPolicy.OFF]:.2f} of the off throughput)")  # fmt: skip
+    print(f"machine: {machine.summary()}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conditions import Machine, header  # noqa: E402
+
 from llmscope.settings import load_settings  # noqa: E402
 from llmscope.storage import Store, open_store  # noqa: E402
 from llmscope.storage.migrate import apply_migrations  # noqa: E402
@@ -113,6 +115,12 @@ def main() -> None:
     parser.add_argument("--lateness-hours", type=float, default=MAX_LATENESS.total_seconds() / 3600)
     args = parser.parse_args()
 
+    header(
+        f"seeding {args.spans:,} spans over {args.days} days for {args.tenants} tenants, their minute rollups, "
+        "and compaction into hours and days",
+        "in process (chDB), wall clock of each step, one run",
+    )
+    machine = Machine()
     settings = load_settings(data_dir=args.data_dir, retention_days=max(30, args.days + 1))
     store = open_store(settings)
     try:
@@ -134,6 +142,7 @@ def main() -> None:
             print(f"{table:<24} {n:>12,} rows")
         total = store.query(f"SELECT sum(requests) AS n FROM {db}.rollup_minute FINAL")["n"][0]
         print(f"rollup_minute requests   {total:>12,} (must equal spans)")
+        print(f"machine: {machine.summary()}")
     finally:
         store.close()
 

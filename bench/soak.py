@@ -32,6 +32,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+from conditions import Machine, header  # noqa: E402
 from ingest_bench import start_up  # noqa: E402
 from otlp_load import build_bodies  # noqa: E402
 
@@ -237,6 +238,15 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a fresh temporary directory")
     args = parser.parse_args()
+    header(
+        f"`llmscope up` (ingest, worker, query and tansu on this machine) under {args.rate:,.0f} spans/s for "
+        f"{args.minutes:g} min, sampled every {args.interval:g} s",
+        "over HTTP on loopback, load from this process (4 clients, paced); per sample: spans accepted in the window "
+        "/ its length, p99 of the window's request latencies, RSS from /proc, and the freshness of one marker trace "
+        "(from just before its POST until GET /api/v1/traces/{id} answers 200, polled every 0.1 s: it includes the "
+        "ingest request; a marker not readable within the sample interval counts as never)",
+    )
+    machine = Machine()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="llmscope-soak-"))
     up, ingest, query, key = start_up(data_dir)
     print(f"llmscope up (pid {up.pid}) in {data_dir}: {args.rate:.0f} spans/s in requests of {args.batch}, "
@@ -253,6 +263,7 @@ def main() -> None:
             code = up.wait()
         print(f"graceful stop (drain included) took {time.monotonic() - t0:.1f} s, exit code {code}")
     summary(samples, args.minutes)
+    print(f"machine: {machine.summary()}")
 
 
 if __name__ == "__main__":

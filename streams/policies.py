@@ -71,20 +71,31 @@ def load_policies(store: Store, settings: Settings) -> TenantPolicies:
 
 
 class PolicyCache:
-    """The last policies read; a failed refresh keeps them (and retries), never blocks the stream."""
+    """The last policies read; a failed refresh keeps them (and retries), never blocks the stream.
+
+    `loaded_at` is the `time.monotonic()` at which the read behind the current policies began,
+    so a change committed before that instant is in them. It only grows. A call of `current()`
+    made `policy_refresh_seconds` or more after a change therefore always returns policies that
+    include it: the promise behind LLMSCOPE_POLICY_REFRESH_SECONDS, and what tests wait on.
+    """
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self._store, self._settings = store, settings
         self._current: TenantPolicies | None = None
-        self._loaded_at = 0.0
+        self.loaded_at = float("-inf")
 
     async def current(self) -> TenantPolicies:
-        if self._current is None or time.monotonic() - self._loaded_at >= self._settings.policy_refresh_seconds:
-            try:
-                self._current = await asyncio.to_thread(load_policies, self._store, self._settings)
-                self._loaded_at = time.monotonic()
-            except StoreError as exc:
-                log.warning("cannot refresh tenant policies, keeping the previous ones: %s", exc)
-                if self._current is None:
-                    return TenantPolicies(PiiPolicy(self._settings.pii_policy), b"")
-        return self._current
+        if self._current is None or time.monotonic() - self.loaded_at >= self._settings.policy_refresh_seconds:
+            await self._refresh()
+        # Never read yet (the store is down at start): the settings' default, with no overrides.
+        return self._current or TenantPolicies(PiiPolicy(self._settings.pii_policy), b"")
+
+    async def _refresh(self) -> None:
+        started = time.monotonic()
+        try:
+            policies = await asyncio.to_thread(load_policies, self._store, self._settings)
+        except StoreError as exc:
+            log.warning("cannot refresh tenant policies, keeping the previous ones: %s", exc)
+            return
+        if started > self.loaded_at:  # of two overlapping reads, the later one wins
+            self._current, self.loaded_at = policies, started

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import anthropic
 import pytest
-
-anthropic = pytest.importorskip("anthropic")
-
-from conftest import IngestServer, LLMServer  # noqa: E402
-from llmscope_sdk import Client, wrap_anthropic  # noqa: E402
+from conftest import IngestServer, LLMServer
+from llmscope_sdk import Client, wrap_anthropic
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 # input 12 + cache creation 100 + cache read 1000; output is the last cumulative delta (15), never 7 + 15.
@@ -74,8 +72,9 @@ async def test_async_create_and_streaming(llm: LLMServer, ingest: IngestServer, 
     stream = await client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=MESSAGES, stream=True)
     assert isinstance(stream, anthropic.AsyncStream)
     assert [e.type async for e in stream][-1] == "message_stop"
-    for event in sent(ingest, sdk):
-        check(event)
+    non_streaming, streaming = sent(ingest, sdk)
+    check(non_streaming)
+    check(streaming)
 
 
 async def test_async_messages_stream_helper(llm: LLMServer, ingest: IngestServer, sdk: Client) -> None:

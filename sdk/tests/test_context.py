@@ -6,11 +6,10 @@ import asyncio
 from typing import Any
 
 import llmscope_sdk
+import openai
 import pytest
 from conftest import IngestServer, LLMServer
 from llmscope_sdk import Client, current_span, span, trace
-
-openai = pytest.importorskip("openai")
 
 
 def by_name(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

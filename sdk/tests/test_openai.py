@@ -5,12 +5,10 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+import openai
 import pytest
-
-openai = pytest.importorskip("openai")
-
-from conftest import IngestServer, LLMServer  # noqa: E402
-from llmscope_sdk import Client, wrap_openai  # noqa: E402
+from conftest import IngestServer, LLMServer
+from llmscope_sdk import Client, wrap_openai
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 CHAT_USAGE = {
@@ -128,7 +126,8 @@ def test_responses_api_non_streaming_and_streaming(llm: LLMServer, ingest: Inges
     assert response.output_text == "Hi from responses"
     events = list(client.responses.create(model="gpt-4o", input="Say hi", stream=True))
     assert events[-1].type == "response.completed"
-    for event in sent(ingest, sdk):
+    non_streaming, streaming = sent(ingest, sdk)
+    for event in (non_streaming, streaming):
         assert_usage(
             event, {"input_tokens": 900, "output_tokens": 120, "cached_input_tokens": 512, "reasoning_tokens": 64}
         )

@@ -9,7 +9,7 @@ import zlib
 import orjson
 import pytest
 import zstandard
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ingest.decompress import decompress
@@ -260,14 +260,51 @@ def test_truncated_or_corrupted_valid_messages_never_raise_anything_else(body: b
     _pipeline(bytes(flipped), content_type)
 
 
+# Each opener, repeated `depth` times around "1": how many JSON levels one repetition opens, and
+# whether the body is invalid at any depth. Unknown fields are ignored (OTLP/JSON), so a body that
+# is only unknown fields is an empty, valid request, until it nests deeper than 100 levels.
+NESTING = {
+    "[": ("]", 1),  # never an object: always 400
+    '{"a":': ("}", 1),  # unknown field "a": 200 up to depth 100
+    '{"resourceSpans":[': ("]}", 2),  # depth 1: resourceSpans[0] is 1, not an object; deeper, the
+    # inner "resourceSpans" is an unknown field of ResourceSpans: 200 up to 2 * depth = 100 levels
+    '{"arrayValue":{"values":[': ("]}}", 3),  # unknown top-level field: 200 up to 3 * depth <= 100
+}
+MAX_JSON_DEPTH = 100
+
+
+def _deep_nesting_status(opener: str, depth: int) -> int:
+    _, levels = NESTING[opener]
+    if opener == "[" or (opener == '{"resourceSpans":[' and depth == 1):
+        return 400
+    return 200 if depth * levels <= MAX_JSON_DEPTH else 400
+
+
+def _status(body: bytes, content_type: str) -> int:
+    """What POST /v1/traces answers for this body: the LLMScopeError's status (ingest.app maps it), else 200."""
+    try:
+        validate_spans(decode_traces(body, content_type), now_ns=NOW)
+    except LLMScopeError as e:
+        return e.status
+    return 200
+
+
+def _at_the_edges(test):  # type: ignore[no-untyped-def]
+    """Always try depths 1, 2 and either side of the depth limit, whatever hypothesis draws."""
+    for opener, (_, levels) in NESTING.items():
+        for depth in {1, 2, MAX_JSON_DEPTH // levels, MAX_JSON_DEPTH // levels + 1}:
+            test = example(depth, opener)(test)
+    return test
+
+
 @FAST
-@given(
-    st.integers(min_value=1, max_value=5000),
-    st.sampled_from(["[", '{"a":', '{"resourceSpans":[', '{"arrayValue":{"values":[']),
-)
+@given(st.integers(min_value=1, max_value=5000), st.sampled_from(sorted(NESTING)))
+@_at_the_edges
 def test_deep_json_nesting_is_a_bad_request_not_a_crash(depth: int, opener: str) -> None:
-    closer = {"[": "]", '{"a":': "}", '{"resourceSpans":[': "]}", '{"arrayValue":{"values":[': "]}}"}[opener]
-    _pipeline((opener * depth + "1" + closer * depth).encode(), JSON)
+    closer, _ = NESTING[opener]
+    body = (opener * depth + "1" + closer * depth).encode()
+    _pipeline(body, JSON)
+    assert _status(body, JSON) == _deep_nesting_status(opener, depth)
 
 
 def _length_delimited(field: int, payload: bytes) -> bytes:
@@ -298,9 +335,11 @@ def test_deep_protobuf_nesting_is_a_bad_request_not_a_crash(depth: int) -> None:
 @FAST
 @given(st.binary(min_size=1, max_size=8).filter(lambda b: not _is_utf8(b)), st.integers(min_value=0, max_value=200))
 def test_invalid_utf8_inside_json_strings_is_a_bad_request(junk: bytes, where: int) -> None:
-    body = VALID_JSON.replace(b'"chat"', b'"ch' + junk + b'at"')
-    _pipeline(body, JSON)
-    _pipeline(VALID_JSON[:where] + junk + VALID_JSON[where:], JSON)
+    # JSON text is UTF-8 (RFC 8259): invalid bytes anywhere make the whole body invalid, wherever
+    # they land (inside a string, between tokens, or after a leading BOM, which is itself valid).
+    for body in (VALID_JSON.replace(b'"chat"', b'"ch' + junk + b'at"'), VALID_JSON[:where] + junk + VALID_JSON[where:]):
+        _pipeline(body, JSON)
+        assert _status(body, JSON) == 400, body
 
 
 @FAST

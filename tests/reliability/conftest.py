@@ -19,6 +19,7 @@ from ingest.auth import create_key
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
 from tests.otlp_factory import llm_span, request_of
+from tests.waiting import eventually  # noqa: F401  (the reliability tests import it from here)
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
@@ -141,15 +142,3 @@ async def committed(settings: Settings) -> int:
         return sum(max(0, o.offset) for o in offsets.values())
     finally:
         await admin.close()
-
-
-async def eventually(check, timeout: float = 30.0, interval: float = 0.2):  # type: ignore[no-untyped-def]
-    """Await check() until truthy; return its value, or fail with the last one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout}s (last value {value!r})")
-        await asyncio.sleep(interval)

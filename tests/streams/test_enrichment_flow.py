@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+import streams.app
 from ingest.auth import create_key
 from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
@@ -20,12 +21,12 @@ from llmscope.storage import Store
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage
 from streams.cost import OVERRIDE_SOURCE, PRICE_SOURCE
 from streams.pii import PiiPolicy, redact_text
-from streams.policies import load_policies
+from streams.policies import PolicyCache, load_policies
 from tests.conftest import query_client, running_worker
 from tests.otlp_factory import kv, llm_span, request_of
+from tests.waiting import eventually
 
 REFRESH = 0.2
-AFTER_REFRESH = 1.0  # comfortably past one refresh interval: the next batch sees the change
 TABLE_SOURCE = "genai-prices@0.2.3"
 PII_TENANTS = {p: f"flow-pii-{p}" for p in ("mask", "drop", "hash", "detect")}
 
@@ -40,9 +41,34 @@ def flow_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="module")
-async def worker(flow_settings: Settings, store: Store) -> AsyncIterator[None]:
-    async with running_worker(flow_settings, store):
-        yield
+async def worker(flow_settings: Settings, store: Store) -> AsyncIterator[PolicyCache]:
+    """The worker, and the policy cache it enriches with (recorded as the worker makes it)."""
+    made: list[PolicyCache] = []
+
+    class Recorded(PolicyCache):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(streams.app, "PolicyCache", Recorded)
+        async with running_worker(flow_settings, store):
+            patch.undo()
+            assert len(made) == 1, f"the worker made {len(made)} policy caches, expected one"
+            yield made[0]
+
+
+async def _policies_refreshed(policies: PolicyCache) -> None:
+    """Return once the worker's policies were read after every change made before this call, so
+    each span sent from now on is enriched with them. The worker asks `current()` once per batch
+    and it re-reads once `policy_refresh_seconds` have passed; with no batch arriving, we ask."""
+    changed = time.monotonic()
+
+    async def read_since() -> bool:
+        await policies.current()
+        return policies.loaded_at > changed
+
+    await eventually(read_since, timeout=10 * REFRESH + 10, interval=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +132,7 @@ async def test_a_price_override_applies_to_spans_arriving_after_it_and_not_befor
 
     r = await api.put("/api/v1/prices", json=OVERRIDE, headers=auth["flow-prices"])
     assert r.status_code == 200, r.text
-    await asyncio.sleep(AFTER_REFRESH)
+    await _policies_refreshed(worker)
     [after] = await _stored(store, "flow-prices", await _send(producer, "flow-prices", [_gpt4o()]))
     [other] = await _stored(store, "flow-other", await _send(producer, "flow-other", [_gpt4o()]))
     assert (after["cost_usd"], after["price_source"]) == (OVERRIDE_COST, OVERRIDE_SOURCE)
@@ -116,7 +142,7 @@ async def test_a_price_override_applies_to_spans_arriving_after_it_and_not_befor
 
     r = await api.delete("/api/v1/prices", params={"model": "gpt-4o", "provider": "openai"}, headers=auth["flow-prices"])
     assert r.status_code == 200, r.text
-    await asyncio.sleep(AFTER_REFRESH)
+    await _policies_refreshed(worker)
     [removed] = await _stored(store, "flow-prices", await _send(producer, "flow-prices", [_gpt4o()]))
     assert (removed["cost_usd"], removed["price_source"]) == (TABLE_COST, TABLE_SOURCE)
 
@@ -167,7 +193,7 @@ async def pii_rows(worker, producer, api, auth, store) -> dict[str, list[dict]]:
     for policy, tenant in PII_TENANTS.items():
         r = await api.put("/api/v1/settings/pii", json={"policy": policy}, headers=auth[tenant])
         assert r.status_code == 200 and r.json()["data"] == {"policy": policy, "source": "tenant"}
-    await asyncio.sleep(AFTER_REFRESH)
+    await _policies_refreshed(worker)
     sent = {t: [*await _send(producer, t, [_pii_span()]), *await _send(producer, t, [_pii_span()])] for t in PII_TENANTS.values()}
     return {policy: await _stored(store, t, sent[t], final=False) for policy, t in PII_TENANTS.items()}
 
