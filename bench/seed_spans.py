@@ -5,9 +5,8 @@ Run: python bench/seed_spans.py --data-dir /tmp/llmscope-bench [--spans 10000000
 Spans are generated inside ClickHouse with one `INSERT … SELECT … FROM numbers(N)` (seconds, not
 minutes). Spans come in "messages" of --spans-per-message consecutive spans of one tenant and service,
 like a batch exporter's OTLP request; the message number is encoded in the trace id. Minute rollups
-are then built the way the worker builds them — one row per (message, minute, dimensions) with the
-same log-bucketed histogram (streams.rollup.bucket_sql is the SQL twin of bucket_of) — and
-`streams.compaction.compact` builds the hour and day levels.
+are then derived from the spans as the worker derives them (`streams.compaction.rebuild_minutes`,
+the bulk form of its minute compactor), and `streams.compaction.compact` builds hours and days.
 """
 
 from __future__ import annotations
@@ -25,10 +24,8 @@ from conditions import Machine, header  # noqa: E402
 from llmscope.settings import load_settings  # noqa: E402
 from llmscope.storage import Store, open_store  # noqa: E402
 from llmscope.storage.migrate import apply_migrations  # noqa: E402
-from streams.compaction import compact  # noqa: E402
-from streams.rollup import MAX_LATENESS, ROLLUP_MINUTE, bucket_sql  # noqa: E402
+from streams.compaction import compact, rebuild_minutes  # noqa: E402
 
-PARTITIONS = 8  # synthetic Kafka partitions: message m is offset m // 8 of partition m % 8
 MODELS = [("openai", "gpt-4o", "chat"), ("openai", "gpt-4o-mini", "chat"), ("anthropic", "claude-3-5-sonnet", "chat"),
           ("gcp.gemini", "gemini-2.5-pro", "chat"), ("openai", "text-embedding-3-small", "embeddings"),
           ("mistral_ai", "mistral-large", "chat")]  # fmt: skip
@@ -86,25 +83,6 @@ def seed_spans(store: Store, n: int, tenants: int, days: int, per_message: int, 
     store.command(sql)
 
 
-def seed_minute_rollups(store: Store) -> None:
-    """One row per source message, minute and dimension set: what rollup_rows emits per message."""
-    db = store.database
-    sql = f"""
-    INSERT INTO {db}.{ROLLUP_MINUTE} (tenant_id, minute, service_name, provider, model, operation, status_code,
-        prompt_name, prompt_version, src_topic, src_partition, src_offset, requests, errors, input_tokens,
-        output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost_usd, cost_known,
-        duration_ns_sum, latency_hist)
-    SELECT tenant_id, toStartOfMinute(start_time) AS minute, service_name, provider, model, operation, status_code,
-        prompt_name, prompt_version, 'bench', m % {PARTITIONS}, intDiv(m, {PARTITIONS}),
-        count(), countIf(status_code = 'error'), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens),
-        sum(cache_write_tokens), sum(reasoning_tokens), sum(coalesce(s.cost_usd, toDecimal128(0, 12))),
-        count(s.cost_usd), sum(duration_ns), sumMap(map({bucket_sql("duration_ns")}, toUInt64(1)))
-    FROM (SELECT *, reinterpretAsUInt64(reverse(unhex(substring(trace_id, 1, 16)))) AS m FROM {db}.spans) AS s
-    GROUP BY tenant_id, minute, service_name, provider, model, operation, status_code, prompt_name, prompt_version, m
-    """
-    store.command(sql)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True, help="llmscope data dir (chDB lives in <dir>/chdb)")
@@ -112,7 +90,7 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--spans-per-message", type=int, default=100, help="spans per synthetic OTLP request")
-    parser.add_argument("--lateness-hours", type=float, default=MAX_LATENESS.total_seconds() / 3600)
+    parser.add_argument("--lateness-hours", type=float, default=load_settings().rollup_lateness_seconds / 3600)
     args = parser.parse_args()
 
     header(
@@ -131,7 +109,7 @@ def main() -> None:
         now = datetime.now(timezone.utc)
         for label, step in (
             ("spans", lambda: seed_spans(store, args.spans, args.tenants, args.days, args.spans_per_message, now)),
-            ("minute rollups", lambda: seed_minute_rollups(store)),
+            ("minute rollups", lambda: rebuild_minutes(store, now - timedelta(days=args.days + 1), now + timedelta(days=1))),
             ("compaction (hour, day)", lambda: compact(store, now, timedelta(hours=args.lateness_hours))),
         ):
             t0 = time.perf_counter()

@@ -130,6 +130,24 @@ def recompute_minutes(store: Store, tenants: Iterable[str], minutes: Iterable[da
     )
 
 
+def rebuild_minutes(store: Store, lo: datetime, hi: datetime) -> None:
+    """Recompute every minute of [lo, hi) for all tenants from `spans FINAL`, a day per statement:
+    the rebuild path when rollups must be derived anew from the spans (a bulk load, a changed rule)."""
+    db, dims = store.database, ", ".join(DIMENSIONS)
+    new_rows = f"""
+        SELECT tenant_id, toStartOfMinute(start_time) AS t, {dims}, {span_aggregates_sql("s")}
+        FROM {db}.spans AS s FINAL
+        WHERE start_time >= {{lo:DateTime('UTC')}} AND start_time < {{hi:DateTime('UTC')}}
+        GROUP BY tenant_id, t, {dims}"""
+    where = "minute >= {lo:DateTime('UTC')} AND minute < {hi:DateTime('UTC')}"
+    sql = _replace_sql(db, ROLLUP_MINUTE, "minute", new_rows, where)
+    day = floor_day(lo)
+    while day < hi:
+        store.command(sql, {"lo": max(day, lo).strftime(_FMT), "hi": min(day + _DAY, hi).strftime(_FMT),
+                            "version": _server_now_us(store)})
+        day += _DAY
+
+
 @dataclass
 class MinuteCompactor:
     """Folds rollup_dirty marks into rollup_minute. `folded` remembers, within MARK_SLACK, which
