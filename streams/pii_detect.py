@@ -47,10 +47,12 @@ _EMAIL = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+"
     r"([A-Za-z]{2,24})(?![\w\-]|\.[A-Za-z0-9])"
 )
+# Every alternative starts with a literal character, so the regex engine skips to those characters
+# instead of trying every alternative at every position.
 _SECRET = re.compile(
     r"(?:sk-ant-(?:api|admin)\d\d-[\w\-]{20,}|sk-(?:proj-|svcacct-|admin-)?[\w\-]{20,}"
-    r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9+/=]{20,}"
-    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{30,}|glpat-[\w\-]{20,}|(?:AKIA|ASIA)[A-Z0-9]{16}"
+    r"|sk_(?:live|test)_[A-Za-z0-9]{16,}|rk_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9+/=]{20,}"
+    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{30,}|glpat-[\w\-]{20,}|AKIA[A-Z0-9]{16}|ASIA[A-Z0-9]{16}"
     r"|xox[abprse]-[A-Za-z0-9\-]{10,}|lls_[\w\-]{20,}|AIza[\w\-]{35}|hf_[A-Za-z0-9]{30,}"
     r"|eyJ[\w\-]{8,}\.[\w\-]{8,}\.[\w\-]{8,}"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)(?![\w\-])"
@@ -62,6 +64,9 @@ _ASSIGNED = re.compile(
     r"|auth[_\-]?token|refresh[_\-]?token|private[_\-]?key)\\?[\"']?\s*[:=]\s*(?:\\?[\"'])?|\bbearer\s+)"
     r"([^\s\"'`,;&\\<>{}\[\]]{8,})"
 )
+# Where an `_ASSIGNED` match can start (in lower case): it starts with one of these words, after a
+# word boundary, so a word that overlaps an earlier one never starts a match.
+_ASSIGNED_START = re.compile(r"api|secret|client|passw|pwd|access|auth|refresh|private|bearer")
 _PLACEHOLDER = re.compile(r"(?i)^(?:x+|\*+|\.+|null|none|true|false|undefined|changeme|redacted|your[_\-].*|\$.*|%.*)$")
 _SSN_CONTEXT = re.compile(r"(?i)\b(?:ssn|social security|tax ?id)\b")
 _VERSION_CONTEXT = re.compile(r"(?i)(?:\bv|version|ver\.?|release|build|rev\.?)\s*$")
@@ -210,13 +215,23 @@ def _ibans(text: str, lo: int, hi: int) -> list[Finding]:
             continue
         # The pattern may swallow a following word: drop space-separated groups until it validates.
         while len(value) >= 15:
-            if stdnum_iban.is_valid(value):
+            if _mod97_ok(value) and stdnum_iban.is_valid(value):
                 out.append(Finding(m.start(), m.start() + len(value), "iban", stdnum_iban.compact(value)))
                 break
             if " " not in value:
                 break  # an unspaced IBAN is one whole token
             value = value[: value.rfind(" ")]
     return out
+
+
+def _mod97_ok(value: str) -> bool:
+    """The IBAN check digits (ISO 13616): what `stdnum` also checks, at a tenth of the cost of its
+    country-format lookup, which then runs only for the one candidate in 97 that passes."""
+    compact = value.replace(" ", "")
+    return int((compact[4:] + compact[:4]).translate(_IBAN_LETTER_DIGITS)) % 97 == 1
+
+
+_IBAN_LETTER_DIGITS = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
 
 
 def _phones(text: str, lo: int, hi: int, region: str, taken: list[Finding]) -> list[Finding]:
@@ -305,11 +320,27 @@ def _secrets(text: str, lo: int, hi: int) -> list[Finding]:
         if value.startswith("sk-") and not (any(c.isdigit() for c in value) and any(c.isalpha() for c in value[3:])):
             continue  # `sk-` + words (`sk-learn-compatible-…`) is not a key
         out.append(Finding(m.start(), m.end(), "secret", value))
-    for m in _ASSIGNED.finditer(text, lo, hi):
+    for m in _assigned(text, lo, hi):
         value = m.group(1)
         if _PLACEHOLDER.match(value) or (value.isalpha() and len(value) < 12):
             continue  # placeholders and short plain words (`password: required`) are not credentials
         out.append(Finding(m.start(1), m.end(1), "secret", value))
+    return out
+
+
+def _assigned(text: str, lo: int, hi: int) -> list[re.Match[str]]:
+    """`_ASSIGNED.finditer(text, lo, hi)`, tried only where a keyword starts: the case-insensitive
+    regex has no first character to skip to, and tried at every position it costs ~25 µs per window."""
+    window = text[lo:hi]
+    if not window.isascii():  # `(?i)` also folds a few non-ASCII letters (the Kelvin sign is a `k`)
+        return list(_ASSIGNED.finditer(text, lo, hi))
+    out = []
+    pos = lo
+    for word in _ASSIGNED_START.finditer(window.lower()):
+        start = lo + word.start()
+        if start >= pos and (m := _ASSIGNED.match(text, start, hi)):
+            out.append(m)
+            pos = m.end()
     return out
 
 
