@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
 from enum import StrEnum
 
 from schemas.span import Span
-from streams.pii_detect import Finding, find_pii
+from streams.pii_detect import Finding, find_pii, find_pii_many
 
 
 class PiiPolicy(StrEnum):
@@ -44,9 +43,30 @@ def should_scan(key: str, value: str, content: bool = False) -> bool:
     """Content keys always; other values only when long free text that is not an id/structured key."""
     if not value:
         return False
-    if content or key.startswith(CONTENT_PREFIXES):
+    if content:
         return True
-    return len(value) > FREE_TEXT_MIN_LEN and not key.endswith(SKIP_SUFFIXES) and not key.startswith(SKIP_PREFIXES)
+    rule = _key_rule(key)
+    return rule is _ALWAYS or (rule is _IF_LONG and len(value) > FREE_TEXT_MIN_LEN)
+
+
+_ALWAYS, _IF_LONG, _NEVER = "always", "if long", "never"
+_KEY_RULES: dict[str, str] = {}  # key → rule; a span's keys repeat across spans, and the tests cost more than a lookup
+_KEY_RULES_MAX = 4096  # keys come from clients: bounded, cleared when full
+
+
+def _key_rule(key: str) -> str:
+    rule = _KEY_RULES.get(key)
+    if rule is None:
+        if key.startswith(CONTENT_PREFIXES):
+            rule = _ALWAYS
+        elif key.endswith(SKIP_SUFFIXES) or key.startswith(SKIP_PREFIXES):
+            rule = _NEVER
+        else:
+            rule = _IF_LONG
+        if len(_KEY_RULES) >= _KEY_RULES_MAX:
+            _KEY_RULES.clear()
+        _KEY_RULES[key] = rule
+    return rule
 
 
 def redact_span(span: Span, policy: PiiPolicy | str, hash_key: bytes = b"", region: str = "US") -> dict[str, int]:
@@ -54,36 +74,49 @@ def redact_span(span: Span, policy: PiiPolicy | str, hash_key: bytes = b"", regi
 
     `region` is the default region for phone numbers written without a country code.
     """
-    policy = PiiPolicy(policy)
+    if policy.__class__ is not PiiPolicy:
+        policy = PiiPolicy(policy)
     if policy is PiiPolicy.OFF:
         return {}
     if policy is PiiPolicy.HASH and not hash_key:
         raise ValueError("hash policy needs a non-empty key: an unkeyed hash of an e-mail is reversible")
+    places: list[tuple[dict[str, str] | None, str]] = []  # (mapping, key); None: the status message
+    values: list[str] = []
+    _collect(span.attributes, False, places, values)
+    for event in span.events:
+        _collect(event.attributes, event.name.startswith("gen_ai."), places, values)
+    if span.status_message:
+        places.append((None, ""))
+        values.append(span.status_message)
     counts: dict[str, int] = {}
-
-    def scan(value: str) -> str | None:
-        """New value (None = drop the field), counting what it held."""
-        new, findings = redact_text(value, policy, hash_key, region)
+    for (attrs, key), value, findings in zip(places, values, find_pii_many(values, region)):
+        if not findings:
+            continue
         for f in findings:
             counts[f.kind] = counts.get(f.kind, 0) + 1
-        return None if findings and policy is PiiPolicy.DROP else new
-
-    _scan_mapping(span.attributes, False, scan)
-    for event in span.events:
-        _scan_mapping(event.attributes, event.name.startswith("gen_ai."), scan)
-    if span.status_message:
-        span.status_message = scan(span.status_message) or ""
+        if policy is PiiPolicy.DETECT:
+            continue
+        new = None if policy is PiiPolicy.DROP else _replaced(value, findings, policy, hash_key)
+        if attrs is None:
+            span.status_message = new or ""
+        elif new is None:
+            attrs.pop(key, None)
+        else:
+            attrs[key] = new
     return counts
 
 
-def _scan_mapping(attrs: dict[str, str], content: bool, scan: Callable[[str], str | None]) -> None:
-    for key, value in list(attrs.items()):
-        if isinstance(value, str) and should_scan(key, value, content):
-            new = scan(value)
-            if new is None:
-                del attrs[key]
-            elif new is not value:
-                attrs[key] = new
+def _collect(attrs: dict[str, str], content: bool, places: list[tuple[dict[str, str] | None, str]], values: list[str]) -> None:
+    """`should_scan`, inlined: it runs for every attribute of every span."""
+    for key, value in attrs.items():
+        if not value or not isinstance(value, str):
+            continue
+        if not content:
+            rule = _KEY_RULES.get(key) or _key_rule(key)
+            if rule is _NEVER or (rule is _IF_LONG and len(value) <= FREE_TEXT_MIN_LEN):
+                continue
+        places.append((attrs, key))
+        values.append(value)
 
 
 def redact_text(text: str, policy: PiiPolicy, hash_key: bytes = b"", region: str = "US") -> tuple[str, list[Finding]]:
@@ -91,6 +124,10 @@ def redact_text(text: str, policy: PiiPolicy, hash_key: bytes = b"", region: str
     findings = find_pii(text, region)
     if not findings or policy not in (PiiPolicy.MASK, PiiPolicy.HASH):
         return text, findings
+    return _replaced(text, findings, policy, hash_key), findings
+
+
+def _replaced(text: str, findings: list[Finding], policy: PiiPolicy, hash_key: bytes) -> str:
     out: list[str] = []
     pos = 0
     for f in findings:
@@ -100,4 +137,4 @@ def redact_text(text: str, policy: PiiPolicy, hash_key: bytes = b"", region: str
         out += (text[pos : f.start], "[", label, "]")
         pos = f.end
     out.append(text[pos:])
-    return "".join(out), findings
+    return "".join(out)
