@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 import faust
 from faust.types import EventT, StreamT
 
+from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
 from schemas.messages import HEADER_DLQ_REASON, HEADER_DLQ_SOURCE
@@ -80,7 +81,7 @@ class CpuStage:
             self._pool.shutdown(cancel_futures=True)
 
 
-def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, SpanSink]:
+def create_worker_app(settings: Settings, store: Store, live: LiveHub | None = None) -> tuple[faust.App, SpanSink]:
     app = _faust_app(settings)
     source = app.topic(settings.ingest_topic, value_serializer="raw", key_serializer="raw")
     deadletter = app.topic(settings.deadletter_topic, value_serializer="raw", key_serializer="raw")
@@ -108,6 +109,8 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
             await _retrying("dead-letter", lambda: park(raws[index], events[index].message.key, reason))
         token = dedup_token([SourceOffset(r.topic, r.partition, r.offset) for r in raws])
         await sink.write(prepared.span_rows, prepared.span_count, token)
+        if live is not None and prepared.span_count:  # stored, so queryable: now tell live subscribers
+            await live.publish_rows(prepared.span_rows)
         await sink.write(prepared.rollup_rows, prepared.rollup_count, token, table=rollups)
 
     @app.agent(source, name="spans")
