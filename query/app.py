@@ -19,6 +19,7 @@ from llmscope.settings import Settings
 from llmscope.storage import Store
 from query import metrics, policies, prices, stream, traces, whoami
 from query.cache import make_cache
+from query.console import install_console
 
 log = logging.getLogger(__name__)
 
@@ -75,4 +76,5 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver, li
     app.include_router(whoami.router)
     app.include_router(stream.router)
     install_docs(app)
+    install_console(app)
     return app
