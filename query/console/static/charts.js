@@ -36,10 +36,11 @@ export function lineChart(el, { timestamps, series, format = String, height = 22
       {},
       ...series.map((s, i) => {
         const color = s.color || PALETTE[i % PALETTE.length];
-        // Sparse series (a few busy buckets in a long range) would draw nothing as lines alone.
-        const sparse = s.values.filter((v) => v !== null && v !== 0).length < 40;
-        return { label: s.label, stroke: color, width: 2, fill: fill ? `${color}22` : undefined, spanGaps: false,
-                 points: { show: sparse, size: 6, fill: color }, value: (u, v) => (v === null || v === undefined ? "—" : format(v)) };
+        // A few busy buckets in a long range draw almost nothing as lines: mark them with points.
+        const busy = s.values.flatMap((v, i) => (v !== null && v !== 0 ? [i] : []));
+        const points = busy.length < 40 ? { show: true, size: 6, fill: color, filter: () => busy } : { show: false };
+        return { label: s.label, stroke: color, width: 2, fill: fill ? `${color}22` : undefined, points,
+                 value: (u, v) => (v === null || v === undefined ? "—" : format(v)) };
       }),
     ],
   };

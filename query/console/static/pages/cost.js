@@ -10,11 +10,10 @@ function costTable(title, dimension, label, items, total) {
     h("table", { class: "table", "data-breakdown": dimension },
       h("thead", {}, h("tr", {}, [label, "Cost", "Share", "Requests"].map((c, i) => h("th", { class: i ? "num" : "" }, c)))),
       h("tbody", {}, items.length ? items.map((it) => h("tr", {},
-        h("td", { class: "key" }, it.key || h("span", { class: "muted" }, "(none)")),
+        h("td", { class: "key" }, it.key || h("span", { class: "muted" }, "(none)"),
+          h("div", { class: "share-track" }, h("div", { class: "share-bar", style: { width: `${total && it.cost_usd ? (it.cost_usd / total) * 100 : 0}%` } }))),
         h("td", { class: "num" }, usd(it.cost_usd)),
-        h("td", { class: "num" }, h("div", { class: "share" },
-          h("div", { class: "share-track" }, h("div", { class: "share-bar", style: { width: `${total && it.cost_usd ? Math.round((it.cost_usd / total) * 100) : 0}%` } })),
-          total && it.cost_usd !== null ? percent(it.cost_usd / total) : "—")),
+        h("td", { class: "num" }, total && it.cost_usd !== null ? percent(it.cost_usd / total) : "—"),
         h("td", { class: "num" }, count(it.requests))))
         : h("tr", {}, h("td", { colspan: 4, class: "empty" }, "No spend in this range.")))));
 }

@@ -53,7 +53,7 @@ export async function render(ctx) {
     h("div", { class: "cards" },
       card("requests", "Requests", s.requests, count(s.requests), `${count(s.errors)} errors`),
       card("error_rate", "Error rate", s.error_rate, percent(s.error_rate), `${count(s.errors)} of ${count(s.requests)}`),
-      card("cost_usd", "Cost", s.cost_usd, usd(s.cost_usd), unpriced > 0 ? `${count(unpriced)} without a cost (no model or price)` : "every request priced"),
+      card("cost_usd", "Cost", s.cost_usd, usd(s.cost_usd), unpriced > 0 ? `${count(unpriced)} without a cost` : "every request priced"),
       card("tokens", "Tokens", tokens, count(tokens), `${count(s.input_tokens)} in · ${count(s.output_tokens)} out`),
       card("latency_p95_ms", "p95 latency", s.latency_p95_ms, ms(s.latency_p95_ms), `p50 ${ms(s.latency_p50_ms)} · p99 ${ms(s.latency_p99_ms)}`)),
     h("div", { class: "grid-2" },
