@@ -84,7 +84,7 @@ class Settings(BaseSettings):
 
     # --- live stream and console (query/stream.py, llmscope/live.py) ---
     live_channel_prefix: str = Field("llmscope:live", description="Redis pub/sub channel prefix; one channel per tenant.")
-    live_queue_messages: PositiveInt = Field(1000, description="Per-socket queue; beyond it messages are dropped and counted.")
+    live_queue_messages: PositiveInt = Field(10_000, description="Per-socket queue (shared messages); beyond it they are dropped and counted.")
     live_ping_seconds: PositiveFloat = Field(15.0, description="A ping message after this long without traffic.")
     live_max_connections: PositiveInt = Field(1000, description="Live sockets per query process; more are closed with 1013.")
     # --- end live stream ---
