@@ -16,7 +16,8 @@ record); and a replica receives only its tenants' channels instead of every tena
 cost is at-most-once delivery: a replica disconnected from Redis misses what was published
 meanwhile, and tells its clients so (a `dropped` message with `count: null`).
 
-Memory is bounded per subscriber: a queue of at most `maxsize` messages. When a client reads
+Memory is bounded per subscriber: a queue of at most `maxsize` messages, and a message is encoded
+once and shared by every queue holding it (a queue costs a reference per message). When a client reads
 slower than spans arrive, new messages are counted and dropped, and the client is told how many
 it missed before the next message it gets. Filters run at `offer`, so messages a client does not
 want never take queue space.
