@@ -58,7 +58,7 @@ async def test_overview_numbers_equal_the_analytics_api(page: Page, console: Con
     rows = await page.eval_on_selector_all(
         "table[data-breakdown=model] tbody tr", "rs => rs.map(r => [r.cells[0].innerText, r.cells[1].innerText])")
     assert rows == [[i["key"] or "(none)", f"{i['requests']:,}"] for i in by_model]
-    assert await page.locator(".chart canvas").count() == 4
+    assert await page.locator(".chart canvas").count() == 6
     assert await page.inner_text("#timezone") == f"Times in {TIMEZONE}"
     render_ms = float(await page.get_attribute("#page", "data-render-ms") or "nan")
     assert render_ms < 1000, f"overview took {render_ms} ms from API answers to charts drawn"

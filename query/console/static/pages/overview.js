@@ -38,9 +38,10 @@ export function breakdownTable(title, dimension, items, { valueLabel } = {}) {
 export async function render(ctx) {
   const range = window_(ctx.range);
   const opts = { signal: ctx.signal };
-  const [summary, byModel, latency, models, providers] = await Promise.all([
+  const [summary, byModel, byProvider, latency, models, providers] = await Promise.all([
     api("/metrics/summary", range, opts),
     api("/metrics/timeseries", { ...range, metric: ["requests", "cost_usd"], group_by: "model", limit: 6 }, opts),
+    api("/metrics/timeseries", { ...range, metric: ["requests", "input_tokens", "output_tokens"], group_by: "provider", limit: 6 }, opts),
     api("/metrics/timeseries", { ...range, metric: ["latency_p50", "latency_p95", "error_rate"] }, opts),
     api("/metrics/breakdown", { ...range, dimension: "model", metric: "requests", limit: 10 }, opts),
     api("/metrics/breakdown", { ...range, dimension: "provider", metric: "requests", limit: 10 }, opts),
@@ -59,6 +60,8 @@ export async function render(ctx) {
     h("div", { class: "grid-2" },
       chartBox("Requests by model", "chart-requests"),
       chartBox("Cost by model", "chart-cost"),
+      chartBox("Requests by provider", "chart-provider-requests"),
+      chartBox("Tokens (in + out) by provider", "chart-provider-tokens"),
       chartBox("Latency", "chart-latency"),
       chartBox("Error rate", "chart-errors")),
     h("div", { class: "grid-2" },
@@ -71,6 +74,13 @@ export async function render(ctx) {
   const t = byModel.data.timestamps;
   lineChart(document.getElementById("chart-requests"), { timestamps: t, series: seriesOf(byModel.data, "requests"), format: count });
   lineChart(document.getElementById("chart-cost"), { timestamps: t, series: seriesOf(byModel.data, "cost_usd"), format: usd });
+  const p = byProvider.data;
+  lineChart(document.getElementById("chart-provider-requests"), { timestamps: p.timestamps, series: seriesOf(p, "requests"), format: count });
+  lineChart(document.getElementById("chart-provider-tokens"), {
+    timestamps: p.timestamps,
+    series: p.series.map((x) => ({ label: x.group || "(none)", values: x.values.input_tokens.map((v, i) => v + x.values.output_tokens[i]) })),
+    format: count,
+  });
   const l = latency.data;
   lineChart(document.getElementById("chart-latency"), {
     timestamps: l.timestamps,
