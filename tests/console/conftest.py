@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
 
 from tests.conftest import UpProcess, start_up, stop_up, wait_for
-from tests.otlp_factory import kv, llm_span, request_of
+from tests.otlp_factory import llm_span, request_of
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("LLMSCOPE_CHROMIUM", "/usr/bin/chromium")
@@ -190,5 +190,3 @@ async def screenshot(page: Page, name: str) -> Path:
     await page.screenshot(path=str(path), full_page=True)
     return path
 
-
-__all__ = ["Console", "Tenant", "kv", "send", "sign_in", "screenshot"]
