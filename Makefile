@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The browser tests drive Debian's Chromium (never a downloaded build); CI runs as root.
+CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: up test test-crash bench install clean
 
@@ -19,7 +21,11 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/llmscope up $(ARGS)
 
-test: $(STAMP)
+$(CHROMIUM):
+	@if [ "$$(id -u)" != 0 ]; then echo "the browser tests need Chromium at $(CHROMIUM): sudo apt-get install -y chromium" >&2; exit 1; fi
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 test-crash: $(STAMP)

@@ -15,6 +15,7 @@ from ingest.events import encode_event_messages, parse_events
 from ingest.otlp_codec import GRPC_CODE, decode_traces, encode_export_response, encode_status
 from ingest.otlp_validate import Validated, split_request, validate_spans
 from ingest.ratelimit import RateLimiter
+from llmscope.docs import install_docs
 from llmscope.errors import BadRequest, LLMScopeError, PayloadTooLarge, UnsupportedMediaType
 from llmscope.http import RequestIdMiddleware, authenticate, error_response
 from llmscope.kafka import IngestProducer
@@ -59,8 +60,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 def create_ingest_app(
     settings: Settings, store: Store, producer: IngestProducer, resolver: KeyResolver, limiter: RateLimiter
 ) -> FastAPI:
-    app = FastAPI(title="LLMScope ingest", version="0.1.0", docs_url="/docs")
+    app = FastAPI(title="LLMScope ingest", version="0.1.0", docs_url=None)
     app.add_middleware(RequestIdMiddleware)
+    install_docs(app)  # offline Swagger UI + API-key security schemes
 
     @app.exception_handler(LLMScopeError)
     async def _error(request: Request, exc: LLMScopeError) -> Response:

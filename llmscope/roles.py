@@ -16,6 +16,7 @@ from ingest.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from llmscope.broker import EmbeddedBroker
 from llmscope.http import Server, make_server
 from llmscope.kafka import IngestProducer, consumer_lag, ensure_topics
+from llmscope.live import LiveHub, make_hub
 from llmscope.settings import Settings
 from llmscope.storage import Store, open_store
 from llmscope.storage.migrate import apply_migrations
@@ -103,12 +104,14 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
 async def run_query(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or _stop_event()
     store = open_store(settings)
-    app = create_query_app(settings, store, KeyResolver(store, settings.api_key_cache_seconds))
+    live = make_hub(settings)  # Redis fan-out from the workers; without Redis nothing reaches live sockets
+    app = create_query_app(settings, store, KeyResolver(store, settings.api_key_cache_seconds), live)
     servers = [make_server(app, settings.query_host, settings.query_port)]
     tasks = await _serve(servers)
-    log.info("query API listening on %s:%d", settings.query_host, settings.query_port)
+    log.info("query API and console listening on %s:%d", settings.query_host, settings.query_port)
     await stop.wait()
     await _stop_servers(servers, tasks)
+    await live.close()
     store.close()
 
 
@@ -116,11 +119,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     stop = stop or _stop_event("batches not yet stored are redelivered to the next worker (nothing is lost)")
     store = open_store(settings)
     await ensure_topics(settings)
-    app, _sink = create_worker_app(settings, store)
+    live = make_hub(settings) if settings.redis_url else None  # publishes stored spans to query replicas
+    app, _sink = create_worker_app(settings, store, live)
     await app.start()
     log.info("worker %s consuming %s", settings.worker_name, settings.ingest_topic)
     await stop.wait()
     await app.stop()
+    if live is not None:
+        await live.close()
     store.close()
 
 
@@ -160,6 +166,7 @@ def banner(settings: Settings, broker: EmbeddedBroker, key: str, admin_key: str 
         f"  export OTEL_EXPORTER_OTLP_ENDPOINT={ingest}",
         f"  export OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20{key}",
         f"Read traces: curl -H 'Authorization: Bearer {key}' {query}/api/v1/traces",
+        f"Web console: {query}/   (sign in with the API key above)",
         f"Query API docs: {query}/docs   (API key saved in {settings.data_dir / 'dev-api-key'})",
     ]
     if admin_key:
@@ -187,7 +194,8 @@ async def run_up(
         admin = dev_key(store, settings.data_dir, "admin-api-key", ADMIN_SCOPES) if admin_key else None
         await ensure_topics(settings)
 
-        worker, _sink = create_worker_app(settings, store)
+        live = LiveHub()  # worker and query share the process: the live stream stays in it
+        worker, _sink = create_worker_app(settings, store, live)
         await worker.start()
         exits.push_async_callback(worker.stop)
 
@@ -197,7 +205,7 @@ async def run_up(
         ingest_server = make_server(
             create_ingest_app(settings, store, producer, resolver, _limiter(settings)), settings.ingest_host, settings.ingest_port
         )
-        query_server = make_server(create_query_app(settings, store, resolver), settings.query_host, settings.query_port)
+        query_server = make_server(create_query_app(settings, store, resolver, live), settings.query_host, settings.query_port)
         ingest_tasks = await _serve([ingest_server])
         query_tasks = await _serve([query_server])
         if announce:

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     query_cache_recent_ttl_seconds: float = Field(5.0, ge=0, description="TTL for ranges reaching the last minutes.")
     query_cache_prefix: str = "llmscope:qc"
 
+    # --- live stream and console (query/stream.py, llmscope/live.py) ---
+    live_channel_prefix: str = Field("llmscope:live", description="Redis pub/sub channel prefix; one channel per tenant.")
+    live_queue_messages: PositiveInt = Field(10_000, description="Per-socket queue (shared messages); beyond it they are dropped and counted.")
+    live_ping_seconds: PositiveFloat = Field(15.0, description="A ping message after this long without traffic.")
+    live_max_connections: PositiveInt = Field(1000, description="Live sockets per query process; more are closed with 1013.")
+    # --- end live stream ---
+
     @field_validator("clickhouse_database")
     @classmethod
     def _identifier(cls, value: str) -> str:

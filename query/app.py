@@ -11,12 +11,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.auth import KeyResolver
+from llmscope.docs import install_docs
 from llmscope.errors import LLMScopeError
 from llmscope.http import RequestIdMiddleware, error_response
+from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from query import deadletters, metrics, policies, prices, traces
+from query import deadletters, metrics, policies, prices, stream, traces, whoami
 from query.cache import make_cache
+from query.console import install_console
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +32,15 @@ def _describe(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def create_query_app(settings: Settings, store: Store, resolver: KeyResolver) -> FastAPI:
-    app = FastAPI(title="LLMScope query API", version="0.1.0", docs_url="/docs")
+def create_query_app(settings: Settings, store: Store, resolver: KeyResolver, live: LiveHub | None = None) -> FastAPI:
+    """`live` is the hub the worker publishes stored spans to (in process for `up`, Redis otherwise)."""
+    app = FastAPI(title="LLMScope query API", version="0.1.0", docs_url=None)
     app.add_middleware(RequestIdMiddleware)
     app.state.store = store
     app.state.resolver = resolver
     app.state.settings = settings
     app.state.cache = make_cache(settings)
+    app.state.live = live if live is not None else LiveHub()
 
     @app.exception_handler(LLMScopeError)
     async def _known(request: Request, exc: LLMScopeError) -> JSONResponse:
@@ -75,4 +80,8 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver) ->
     app.include_router(prices.router)
     app.include_router(policies.router)
     app.include_router(deadletters.router)
+    app.include_router(whoami.router)
+    app.include_router(stream.router)
+    install_docs(app)
+    install_console(app)
     return app

@@ -10,10 +10,11 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from llmscope.errors import BadRequest, NotFound
 from query.deps import Reader, StoreDep, TimeRange
+from schemas.live import content_text
 
 router = APIRouter(prefix="/api/v1/traces", tags=["traces"])
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -57,6 +58,7 @@ class SpanOut(BaseModel):
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int
+    cache_write_tokens: int
     reasoning_tokens: int
     cost_usd: float | None
     price_source: str
@@ -66,6 +68,8 @@ class SpanOut(BaseModel):
     status_message: str
     session_id: str
     user_id: str
+    input: str = Field(description="The span's (redacted) input as text, from whichever convention carried it.")
+    output: str = Field(description="The span's (redacted) output as text.")
     attributes: dict[str, str]
     resource_attributes: dict[str, str]
     events: list[SpanEventOut]
@@ -90,6 +94,7 @@ class TraceFilters:
         status: Literal["ok", "error", "unset"] | None = None,
         session_id: str | None = None,
         user_id: str | None = None,
+        operation: str | None = None,
     ) -> None:
         # A trace matches when any of its spans matches each given filter.
         self.span_filters = {
@@ -98,6 +103,7 @@ class TraceFilters:
             "provider": provider,
             "session_id": session_id,
             "user_id": user_id,
+            "operation": operation,
         }
         self.status = status
 
@@ -201,7 +207,7 @@ async def get_trace(trace_id: str, principal: Reader, store: StoreDep) -> TraceR
     sql = f"""
         SELECT span_id, parent_span_id, name, kind, service_name, operation, model, provider,
                toUnixTimestamp64Nano(start_time) AS start_ns, duration_ns,
-               input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_usd,
+               input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost_usd,
                price_source, model_version, pii_counts, status_code, status_message, session_id, user_id, attributes, resource_attributes,
                arrayMap(e -> (toUnixTimestamp64Nano(e.1), e.2, e.3), events) AS events
         FROM {store.database}.spans FINAL
@@ -226,6 +232,7 @@ async def get_trace(trace_id: str, principal: Reader, store: StoreDep) -> TraceR
             input_tokens=r["input_tokens"],
             output_tokens=r["output_tokens"],
             cached_input_tokens=r["cached_input_tokens"],
+            cache_write_tokens=r["cache_write_tokens"],
             reasoning_tokens=r["reasoning_tokens"],
             cost_usd=_money(r["cost_usd"]),
             price_source=r["price_source"],
@@ -235,6 +242,8 @@ async def get_trace(trace_id: str, principal: Reader, store: StoreDep) -> TraceR
             status_message=r["status_message"],
             session_id=r["session_id"],
             user_id=r["user_id"],
+            input=content_text(_as_dict(r["attributes"]), "input"),
+            output=content_text(_as_dict(r["attributes"]), "output"),
             attributes=_as_dict(r["attributes"]),
             resource_attributes=_as_dict(r["resource_attributes"]),
             events=[_event(e) for e in r["events"]],

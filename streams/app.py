@@ -25,6 +25,7 @@ import faust
 import orjson
 from faust.types import EventT, StreamT
 
+from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
 from schemas.messages import (
@@ -163,7 +164,7 @@ def _dead_letter_row(dead: DeadLetter, raw: RawMessage) -> dict[str, object]:
     }
 
 
-def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, SpanSink]:
+def create_worker_app(settings: Settings, store: Store, live: LiveHub | None = None) -> tuple[faust.App, SpanSink]:
     app = _faust_app(settings)
     source = app.topic(settings.ingest_topic, value_serializer="raw", key_serializer="raw")
     deadletter = app.topic(settings.deadletter_topic, value_serializer="raw", key_serializer="raw")
@@ -200,6 +201,8 @@ def create_worker_app(settings: Settings, store: Store) -> tuple[faust.App, Span
             rows = orjson.dumps([_dead_letter_row(d, raws[d.index]) for d in prepared.dead])
             await sink.write(rows, len(prepared.dead), prepared.batch_id, table=f"{db}.dead_letters")
         await sink.write(prepared.span_rows, prepared.span_count, prepared.batch_id)
+        if live is not None and prepared.span_count:  # stored, so queryable: now tell live subscribers
+            await live.publish_rows(prepared.span_rows)
         # Marked only once the spans are in: the minute compactor recomputes exactly these minutes.
         await sink.write(prepared.mark_rows(), len(prepared.minutes), prepared.batch_id, table=f"{db}.{ROLLUP_DIRTY}")
 
