@@ -21,8 +21,35 @@ from llmscope.settings import Settings, load_settings
 from llmscope.storage import Store, open_store
 from llmscope.storage.migrate import apply_migrations
 from query.app import create_query_app
+from tests.processes import kill_all, mark_session, marked
 from streams.app import create_worker_app
 from streams.sink import SpanSink
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_SESSION] = mark_session()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any process a test started outlived the session (a process owns its
+    children; a test that leaves one behind has found a bug or is one)."""
+    mark = session.config.stash.get(_SESSION, "")
+    deadline = time.monotonic() + 10  # children of stopped parents may take a moment to go
+    while (left := marked(mark)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if left:
+        names = [f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120] for pid in left
+                 if Path(f"/proc/{pid}/cmdline").exists()]
+        kill_all(left)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"FAILED: {len(left)} process(es) outlived the test session:", red=True)
+            for name in names:
+                reporter.write_line(f"  {name}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_SESSION = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from unittest import mock
 
 import httpx
@@ -15,6 +14,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import StatusCode
 
 from tests.conftest import UpProcess, start_up, stop_up, wait_for
+from tests.otlp_factory import llm_span, request_of
+from tests.processes import descendants, gone
 
 
 def _emit_agent_trace(exporter: OTLPSpanExporter, service: str) -> str:
@@ -96,25 +97,30 @@ def test_exporter_configured_only_by_the_printed_environment_lines(up: UpProcess
     assert wait_for(lambda: _find_trace(up, trace_id), timeout=30)["service"] == "env-configured"
 
 
-def _children(pid: int) -> set[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return {int(p) for p in out.split()}
-
-
 def test_up_stops_cleanly_keeps_data_and_reuses_its_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
     first = start_up(tmp_path)
-    broker_pids = _children(first.process.pid)
-    assert broker_pids, "up should run the broker as its child"
     exporter = OTLPSpanExporter(endpoint=f"{first.ingest_url}/v1/traces", headers={"x-api-key": first.key})
     trace_id = _emit_agent_trace(exporter, "restart-check")
+    wait_for(lambda: _find_trace(first, trace_id), timeout=30)  # stored: the CPU stage runs now
+    # A real backlog: thousands of spans acknowledged just before the stop, most not yet stored.
+    headers = {"content-type": "application/x-protobuf", "x-api-key": first.key}
+    acked = 0
+    with httpx.Client(base_url=first.ingest_url) as client:
+        for _ in range(20):
+            body = request_of([llm_span(input_tokens=3) for _ in range(500)], service="backlog").SerializeToString()
+            acked += 500 if client.post("/v1/traces", content=body, headers=headers).status_code == 200 else 0
+    family = descendants(first.process.pid)  # every process up runs, just before the stop
+    assert len(family) >= 3, "up should run the broker, the CPU stage and its helper as its children"
     assert stop_up(first) == 0
-    for pid in broker_pids:
-        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+    assert not gone(family), "processes outlived up"
 
     second = start_up(tmp_path)
     try:
         assert second.key == first.key
         # Everything acknowledged before the stop was drained into the store.
-        assert _find_trace(second, trace_id) is not None
+        assert httpx.get(f"{second.query_url}/api/v1/traces/{trace_id}", headers=second.auth()).status_code == 200
+        r = httpx.get(f"{second.query_url}/api/v1/metrics/summary", params={"service": "backlog"},
+                      headers={**second.auth(), "cache-control": "no-cache"})
+        assert r.json()["data"]["requests"] == acked == 10_000
     finally:
         assert stop_up(second) == 0

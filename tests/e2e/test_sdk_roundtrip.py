@@ -80,7 +80,16 @@ def _event_traces(up: UpProcess, service: str) -> list[dict]:
     return r.json()["data"]
 
 
-def test_events_sent_while_ingest_is_down_arrive_once_it_is_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def _summary(up: UpProcess, service: str) -> dict:
+    r = httpx.get(f"{up.query_url}/api/v1/metrics/summary", params={"service": service},
+                  headers={**up.auth(), "cache-control": "no-cache"})
+    return r.json()["data"]
+
+
+def test_events_sent_while_ingest_is_down_arrive_once_it_is_back(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # One partition, and each request stored before the next is sent: the restarted broker hands
+    # out offsets 0, 1, … again, so an offset-based deduplication would drop the new batches.
+    monkeypatch.setenv("LLMSCOPE_TOPIC_PARTITIONS", "1")
     ports = (free_port(), free_port())
     first = start_up(tmp_path, ports=ports)
     client = Client(first.key, first.ingest_url, service_name="outage", flush_interval=0.2, batch_size=10)
@@ -90,24 +99,25 @@ def test_events_sent_while_ingest_is_down_arrive_once_it_is_back(tmp_path) -> No
                        "model": "gpt-4o", "input_tokens": i, "output_tokens": 1, "latency_ms": 5, "status": "ok",
                        "service_name": "outage"})
 
-    for i in range(20):
-        record(i)
-    assert client.flush(10)
+    for batch in range(2):
+        for i in range(batch * 10, batch * 10 + 10):
+            record(i)
+        assert client.flush(10)
+        wait_for(lambda n=batch * 10 + 10: len(_event_traces(first, "outage")) == n, timeout=30)
     assert stop_up(first) == 0
 
     for i in range(20, 50):  # the ingest is down: the SDK keeps them and retries
         record(i)
-    time.sleep(2)
-    assert client.stats["retries"] > 0
+    wait_for(lambda: client.stats["retries"] > 0, timeout=30)
     second = start_up(tmp_path, ports=ports)
     try:
         assert client.flush(40)
         traces = wait_for(lambda: (t := _event_traces(second, "outage")) and len(t) >= 50 and t, timeout=30)
-        time.sleep(1)
-        traces = _event_traces(second, "outage")
         assert len(traces) == 50  # none lost, none duplicated
         assert sorted(t["input_tokens"] for t in traces) == list(range(50))
         assert all(t["span_count"] == 1 for t in traces)
+        data = wait_for(lambda: (d := _summary(second, "outage"))["requests"] == 50 and d, timeout=30)
+        assert data["input_tokens"] == sum(range(50)) and data["output_tokens"] == 50  # every metric counts each once
         assert client.stats["dropped_failed"] == 0 and client.stats["dropped_queue_full"] == 0
     finally:
         client.shutdown()

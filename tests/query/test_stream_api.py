@@ -189,8 +189,18 @@ async def test_idle_sockets_get_pings(server, keys) -> None:
         assert (await recv(ws, timeout=3, skip_pings=False))["type"] == "ping"
 
 
+async def _settled(server) -> int:  # type: ignore[no-untyped-def]
+    """The subscriber count once sockets other tests closed have been torn down server-side."""
+    count, since = server.hub.subscriber_count, asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - since < 0.5:
+        await asyncio.sleep(0.05)
+        if server.hub.subscriber_count != count:
+            count, since = server.hub.subscriber_count, asyncio.get_running_loop().time()
+    return count
+
+
 async def test_closing_the_socket_removes_its_subscription(server, keys) -> None:
-    before = server.hub.subscriber_count
+    before = await _settled(server)
     ws = await open_stream(server, keys["b"])
     assert server.hub.subscriber_count == before + 1
     await ws.close()

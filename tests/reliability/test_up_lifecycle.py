@@ -24,45 +24,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from llmscope.broker import free_port
 from tests.conftest import UpProcess, start_up, stop_up, wait_for
+from tests.processes import alive, descendants, gone
 from tests.reliability.conftest import Load
 
 pytestmark = pytest.mark.crash
 
 BANNER_END = "Ctrl-C stops everything"
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, however deep (the broker, the CPU-stage pool, its helpers)."""
-    children: dict[int, list[int]] = {}
-    for line in subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout.splitlines():
-        p, pp = (int(x) for x in line.split())
-        children.setdefault(pp, []).append(p)
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
-def alive(pids: list[int]) -> list[str]:
-    out = []
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:100]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if "zombie" not in status.lower():
-            out.append(f"{pid} {cmd}")
-    return out
-
-
-def gone(pids: list[int], timeout: float = 10.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while (left := alive(pids)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
 
 
 class TerminalUp:

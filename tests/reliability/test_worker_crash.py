@@ -21,6 +21,7 @@ from llmscope.broker import EmbeddedBroker
 from llmscope.kafka import consumer_lag, ensure_topics
 from llmscope.settings import Settings
 from tests.ingest.conftest import make_client
+from tests.processes import descendants, gone
 from tests.reliability.conftest import Load, committed, eventually, private_settings
 
 pytestmark = pytest.mark.crash
@@ -73,15 +74,27 @@ class Worker:
         out = self.log.open("a")
         out.write(f"\n==== llmscope {role} ====\n")
         out.flush()
-        return subprocess.Popen([sys.executable, "-m", "llmscope.cli", role], env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        # Its own session, so whatever it leaves behind can be found (and killed) by its group.
+        return subprocess.Popen([sys.executable, "-m", "llmscope.cli", role], env=self.env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
     def start(self) -> None:
         self.process = self.run("worker")
 
-    def kill(self) -> None:
+    def kill(self) -> list[str]:
+        """kill -9 the worker alone, as an OOM killer or a crash would; returns what outlived it."""
         assert self.process is not None
+        family = descendants(self.process.pid)
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+        return gone(family)
+
+    def kill_group(self) -> None:
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def stop(self) -> int:
         assert self.process is not None
@@ -110,7 +123,8 @@ async def test_worker_killed_at_random_points_under_load_loses_and_doubles_nothi
             before = await committed(s)
             await eventually(lambda: _advanced(s, before), timeout=60)
             await asyncio.sleep(rng.uniform(0.0, 1.5))
-            worker.kill()
+            survivors = worker.kill()
+            assert not survivors, f"the killed worker left processes running: {survivors}"
             kills.append(round(time.monotonic(), 1))
             worker.start()
         stop.set()
@@ -121,8 +135,8 @@ async def test_worker_killed_at_random_points_under_load_loses_and_doubles_nothi
         assert worker.stop() == 0
         stored = json.loads(await asyncio.to_thread(_inspect, tmp_path / "chdb"))
     finally:
-        if worker and worker.process and worker.process.poll() is None:
-            worker.process.kill()
+        if worker:
+            worker.kill_group()
         broker.stop()
 
     print(f"\nseed={seed} requests={load.sent} statuses={load.statuses} acked spans={len(load.acked)} "
