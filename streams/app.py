@@ -102,8 +102,12 @@ class CpuStage:
     def __init__(self, processes: int) -> None:
         self._processes = processes
         self._pool: Executor | None = None
+        self._closed = False
 
     def _executor(self) -> Executor | None:
+        if self._closed:
+            # A batch still retrying while the worker stops must not start a pool nobody closes.
+            raise RuntimeError("the CPU stage is closed: the worker is stopping")
         if self._processes and self._pool is None:
             # The children (and multiprocessing's helper) start with SIGINT ignored, which they
             # inherit: a Ctrl-C while they import, before _child_init runs, would kill them with a
@@ -135,6 +139,7 @@ class CpuStage:
             raise
 
     def close(self) -> None:
+        self._closed = True
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
@@ -223,9 +228,10 @@ def create_worker_app(settings: Settings, store: Store, live: LiveHub | None = N
             async for event in stream.events():
                 await batcher.add(event)
         finally:
+            # Synchronous steps first: a second cancellation while awaiting must not skip them.
             timer.cancel()
-            await batcher.close()
             cpu.close()
+            await batcher.close()
 
     @app.timer(interval=settings.rollup_minute_interval_seconds, on_leader=True)
     async def compact_minutes() -> None:

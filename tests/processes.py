@@ -54,17 +54,25 @@ def mark_session() -> str:
 
 
 def marked(mark: str) -> list[int]:
-    """Live processes (not this one) carrying the session's mark in their environment."""
+    """Live processes carrying the session's mark in their environment: not this one, and not the
+    multiprocessing resource tracker this process owns (in-process workers start one, and it lives
+    exactly as long as this process)."""
     needle = f"{SESSION_MARK}={mark}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
+        parent = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
+        if "zombie" in status.lower() or (parent == os.getpid() and b"multiprocessing.resource_tracker" in cmdline):
+            continue
+        found.append(int(entry.name))
     return found
 
 
