@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conditions import Machine, header  # noqa: E402
 
 from schemas.span import Span, SpanEvent
-from streams.cost import compute_cost
-from streams.enrich import EnrichmentPolicy, enrich
-from streams.pii import PiiPolicy
+from streams.stages.cost import compute_cost
+from streams.stages.enrich import EnrichmentPolicy, enrich
+from streams.stages.pii import PiiPolicy
 
 MODELS = [
     ("openai", "gpt-4o", "gpt-4o-2024-08-06"), ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
@@ -131,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
 
     header(
-        f"the enrichment stage (streams.enrich.enrich) over {args.spans:,} synthetic spans per PII policy, and the "
+        f"the enrichment stage (streams.stages.enrich.enrich) over {args.spans:,} synthetic spans per PII policy, and the "
         "cost lookup alone",
         f"in process, one thread, no I/O; best of {args.repeat} runs over fresh copies; spans/s per CPU second of "
         "this process (time.process_time), with the wall-clock rate beside it",

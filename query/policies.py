@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from query.deps import Admin, Reader, StoreDep
-from streams.pii import PiiPolicy
+from streams.stages.pii import PiiPolicy
 
 router = APIRouter(prefix="/api/v1/settings", tags=["settings"])
 

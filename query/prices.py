@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from llmscope.errors import NotFound
 from llmscope.storage import Store
 from query.deps import Admin, Reader, StoreDep, TimeRange
-from streams.cost import PRICE_SOURCE
-from streams.models import normalise_provider
+from streams.stages.cost import PRICE_SOURCE
+from streams.stages.model_names import normalise_provider
 
 router = APIRouter(prefix="/api/v1/prices", tags=["prices"])
 
@@ -95,7 +95,7 @@ class UnknownModelsResponse(BaseModel):
 
 
 def _key(provider: str | None, model: str) -> tuple[str, str]:
-    # The worker looks overrides up this way (streams.cost.index_overrides); storing the same form
+    # The worker looks overrides up this way (streams.stages.cost.index_overrides); storing the same form
     # makes `OpenAI/GPT-4o` and `openai/gpt-4o` one row that a later PUT replaces.
     return normalise_provider(provider or ""), model.strip().lower()
 
@@ -215,7 +215,7 @@ async def unknown_models(
         WHERE tenant_id = {{tenant:String}}
           AND start_time >= {{start:DateTime64(9, 'UTC')}} AND start_time < {{end:DateTime64(9, 'UTC')}}
           AND model != '' AND cost_usd IS NULL AND (input_tokens > 0 OR output_tokens > 0)
-          -- Counts that break their subset rules are unpriced for that reason (streams/cost.py), not the model.
+          -- Counts that break their subset rules are unpriced for that reason (streams/stages/cost.py), not the model.
           AND cached_input_tokens + cache_write_tokens <= input_tokens AND reasoning_tokens <= output_tokens
         GROUP BY provider, model
         ORDER BY spans DESC, provider, model

@@ -42,10 +42,11 @@ from schemas.span import ns_to_ch
 from schemas.times import storable
 from streams.batching import Batcher
 from streams.compaction import MinuteCompactor, compact
-from streams.pipeline import DeadLetter, PreparedBatch, RawMessage, prepare
-from streams.policies import PolicyCache, TenantPolicies
+from streams.policy_cache import PolicyCache
 from streams.rollup import ROLLUP_DIRTY
 from streams.sink import SpanSink
+from streams.stages.enrich import TenantPolicies
+from streams.stages.pipeline import DeadLetter, PreparedBatch, RawMessage, prepare
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from ingest.decompress import decompress
 from ingest.otlp_codec import decode_traces
 from ingest.otlp_validate import split_request, validate_spans
 from llmscope.errors import LLMScopeError
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 
 NOW = 1_800_000_000_000_000_000
 JSON = "application/json"

@@ -9,7 +9,7 @@ import uuid
 import orjson
 
 from llmscope.live import LiveHub, RedisLiveHub, Subscription
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
 REDIS = "redis://127.0.0.1:6379/0"

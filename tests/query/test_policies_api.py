@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from llmscope.storage import Store
-from streams.pii import PiiPolicy
-from streams.policies import load_policies
+from streams.policy_cache import load_policies
+from streams.stages.pii import PiiPolicy
 from tests.conftest import bearer
 
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from llmscope.storage import Store
-from streams.cost import PRICE_SOURCE, PriceOverride
-from streams.enrich import EnrichmentPolicy, enrich
-from streams.normalise import normalise
-from streams.policies import load_policies
+from streams.policy_cache import load_policies
+from streams.stages.cost import PRICE_SOURCE, PriceOverride
+from streams.stages.enrich import EnrichmentPolicy, enrich
+from streams.stages.normalise import normalise
 from tests.conftest import bearer
 from tests.otlp_factory import llm_span, request_of
 
@@ -58,7 +58,7 @@ async def test_put_stores_exact_decimals_canonically_and_the_worker_loads_them(a
     assert {k: stored[k] for k in expected} == expected
     listed = (await api.get("/api/v1/prices", headers=keys["a_read"])).json()["data"]["overrides"]
     assert [{k: o[k] for k in expected} for o in listed] == [expected]
-    # What the worker reads on its next refresh (streams.policies) is the same override, exactly.
+    # What the worker reads on its next refresh (streams.policy_cache) is the same override, exactly.
     assert load_policies(store, settings).prices["prices-a"] == [
         PriceOverride(model="gpt-4o", provider="openai", input_mtok=Decimal("1.1"),
                       output_mtok=Decimal("4.000000000001"), cached_input_mtok=Decimal("0.55"))

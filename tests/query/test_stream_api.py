@@ -23,7 +23,7 @@ from llmscope.settings import Settings
 from llmscope.storage import Store
 from query import stream
 from query.app import create_query_app
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
 

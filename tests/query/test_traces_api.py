@@ -9,7 +9,7 @@ import pytest
 
 from ingest.auth import create_key
 from llmscope.storage import Store
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
 NOW = time.time_ns()

@@ -21,10 +21,10 @@ from schemas.messages import (
     FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, HEADER_FORMAT, HEADER_RECEIVED_AT, HEADER_TENANT, MalformedMessage,
     ingest_message_from,
 )
-from streams.decode import spans_from_message
-from streams.pii import PiiPolicy
-from streams.pipeline import RawMessage, prepare
-from streams.policies import TenantPolicies
+from streams.stages.decode import spans_from_message
+from streams.stages.enrich import TenantPolicies
+from streams.stages.pii import PiiPolicy
+from streams.stages.pipeline import RawMessage, prepare
 from tests.otlp_factory import kv, request_of
 
 FUZZ = hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

@@ -30,7 +30,7 @@ from llmscope.http import make_server
 from llmscope.kafka import IngestProducer, ensure_topics
 from query.app import create_query_app
 from streams.compaction import compact
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 from tests.otlp_factory import kv, llm_span, request_of
 from tests.reliability.conftest import private_settings
 from tests.streams.test_compaction import store_spans

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.span import Span
-from streams.cost import OVERRIDE_SOURCE, PRICE_SOURCE, PriceOverride, cache_info, compute_cost, index_overrides
-from streams.models import resolve_model
+from streams.stages.cost import OVERRIDE_SOURCE, PRICE_SOURCE, PriceOverride, cache_info, compute_cost, index_overrides
+from streams.stages.model_names import resolve_model
 
 D = Decimal
 M = 1_000_000  # prices are USD per million tokens

@@ -13,15 +13,15 @@ import httpx
 import orjson
 import pytest
 
-import streams.app
 from ingest.auth import create_key
 from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage
-from streams.cost import OVERRIDE_SOURCE, PRICE_SOURCE
-from streams.pii import PiiPolicy, redact_text
-from streams.policies import PolicyCache, load_policies
+import streams.app
+from streams.policy_cache import PolicyCache, load_policies
+from streams.stages.cost import OVERRIDE_SOURCE, PRICE_SOURCE
+from streams.stages.pii import PiiPolicy, redact_text
 from tests.conftest import query_client, running_worker
 from tests.otlp_factory import kv, llm_span, request_of
 from tests.waiting import eventually

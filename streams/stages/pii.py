@@ -14,7 +14,7 @@ import hmac
 from enum import StrEnum
 
 from schemas.span import Span
-from streams.pii_detect import Finding, find_pii, find_pii_many
+from streams.stages.pii_detect import Finding, find_pii, find_pii_many
 
 
 class PiiPolicy(StrEnum):

@@ -1,41 +1,21 @@
-"""Per-tenant enrichment policies (PII policy, price overrides), loaded from the store and
-refreshed on an interval, so a change made through the API applies to spans arriving after it."""
+"""The worker's copy of the tenants' enrichment policies (PII policy, price overrides): loaded from
+the store and refreshed on an interval, so a change made through the API applies to spans arriving
+after it. What it holds (`TenantPolicies`) is plain data the pure stages take."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from streams.cost import PriceOverride, index_overrides
-from streams.enrich import EnrichmentPolicy
-from streams.pii import PiiPolicy
+from streams.stages.cost import PriceOverride
+from streams.stages.enrich import TenantPolicies
+from streams.stages.pii import PiiPolicy
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TenantPolicies:
-    """Plain, picklable data: it travels to the worker processes with every batch."""
-
-    default_pii: PiiPolicy
-    hash_secret: bytes
-    pii: dict[str, PiiPolicy] = field(default_factory=dict)
-    prices: dict[str, list[PriceOverride]] = field(default_factory=dict)
-
-    def for_tenant(self, tenant_id: str) -> EnrichmentPolicy:
-        return EnrichmentPolicy(
-            pii=self.pii.get(tenant_id, self.default_pii),
-            # Keyed per tenant, so the same e-mail hashes differently in two tenants.
-            hash_key=hmac.new(self.hash_secret, tenant_id.encode(), hashlib.sha256).digest(),
-            price_overrides=index_overrides(self.prices.get(tenant_id, [])),
-        )
 
 
 def _optional(value: Decimal | None) -> Decimal | None:

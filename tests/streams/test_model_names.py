@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.models import normalise_model, normalise_provider, resolve_model
+from streams.stages.model_names import normalise_model, normalise_provider, resolve_model
 
 
 @pytest.mark.parametrize(

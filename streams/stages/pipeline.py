@@ -12,9 +12,8 @@ import orjson
 from schemas.messages import FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, IngestMessage, MalformedMessage, ingest_message_from
 from schemas.span import Span
 from schemas.times import storable
-from streams.decode import single_item, spans_from_message
-from streams.enrich import enrich
-from streams.policies import TenantPolicies
+from streams.stages.decode import single_item, spans_from_message
+from streams.stages.enrich import TenantPolicies, enrich
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from schemas.span import Span
-from streams.cost import OverrideKey, PriceOverride, compute_cost
-from streams.models import resolve_model
-from streams.pii import PiiPolicy, redact_span
+from streams.stages.cost import OverrideKey, PriceOverride, compute_cost, index_overrides
+from streams.stages.model_names import resolve_model
+from streams.stages.pii import PiiPolicy, redact_span
 
 RAW_MODEL_ATTR = "llmscope.model.raw"
 MODEL_VERSION_ATTR = "llmscope.model.version"
@@ -23,6 +25,24 @@ class EnrichmentPolicy:
     hash_key: bytes = b""  # required when pii is HASH; per tenant, so hashes do not join across tenants
     price_overrides: Mapping[OverrideKey, PriceOverride] = field(default_factory=dict)
     phone_region: str = "US"  # region assumed for phone numbers written without a country code
+
+
+@dataclass(frozen=True)
+class TenantPolicies:
+    """Plain, picklable data: it travels to the worker processes with every batch."""
+
+    default_pii: PiiPolicy
+    hash_secret: bytes
+    pii: dict[str, PiiPolicy] = field(default_factory=dict)
+    prices: dict[str, list[PriceOverride]] = field(default_factory=dict)
+
+    def for_tenant(self, tenant_id: str) -> EnrichmentPolicy:
+        return EnrichmentPolicy(
+            pii=self.pii.get(tenant_id, self.default_pii),
+            # Keyed per tenant, so the same e-mail hashes differently in two tenants.
+            hash_key=hmac.new(self.hash_secret, tenant_id.encode(), hashlib.sha256).digest(),
+            price_overrides=index_overrides(self.prices.get(tenant_id, [])),
+        )
 
 
 @dataclass(slots=True)

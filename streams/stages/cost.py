@@ -21,7 +21,7 @@ from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices, TimeOfDateConstraint
 
 from schemas.span import Span
-from streams.models import normalise_provider, resolve_model
+from streams.stages.model_names import normalise_provider, resolve_model
 
 # genai-prices is used from its bundled snapshot only: UpdatePrices (which downloads) is never started.
 PRICE_SOURCE = f"genai-prices@{genai_prices.__version__}"

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from schemas.event import LLMEvent, event_to_span
 from schemas.messages import FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, IngestMessage, MalformedMessage
 from schemas.span import Span
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 
 
 def spans_from_message(message: IngestMessage) -> list[Span]:
