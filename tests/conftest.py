@@ -22,8 +22,8 @@ from llmscope.storage import Store, open_store
 from llmscope.storage.migrate import apply_migrations
 from query.app import create_query_app
 from tests.processes import kill_all, mark_session, marked
-from streams.app import create_worker_app
-from streams.sink import SpanSink
+from streams.worker import create_worker_app
+from streams.sink import StoreSink
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -112,7 +112,7 @@ async def query_client(settings: Settings, store: Store) -> AsyncIterator[httpx.
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings, store: Store) -> AsyncIterator[SpanSink]:
+async def running_worker(settings: Settings, store: Store) -> AsyncIterator[StoreSink]:
     """The Faust worker in this process, consuming the settings' topics until the block ends."""
     await ensure_topics(settings)
     app, sink = create_worker_app(settings, store)

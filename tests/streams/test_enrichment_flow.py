@@ -18,10 +18,10 @@ from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage
-import streams.app
 from streams.policy_cache import PolicyCache, load_policies
 from streams.stages.cost import OVERRIDE_SOURCE, PRICE_SOURCE
 from streams.stages.pii import PiiPolicy, redact_text
+import streams.worker
 from tests.conftest import query_client, running_worker
 from tests.otlp_factory import kv, llm_span, request_of
 from tests.waiting import eventually
@@ -51,7 +51,7 @@ async def worker(flow_settings: Settings, store: Store) -> AsyncIterator[PolicyC
             made.append(self)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(streams.app, "PolicyCache", Recorded)
+        patch.setattr(streams.worker, "PolicyCache", Recorded)
         async with running_worker(flow_settings, store):
             patch.undo()
             assert len(made) == 1, f"the worker made {len(made)} policy caches, expected one"

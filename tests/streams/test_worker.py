@@ -21,14 +21,14 @@ from schemas.messages import (
     HEADER_DLQ_SOURCE,
     IngestMessage,
 )
-from streams.sink import SpanSink
+from streams.sink import StoreSink
 from tests.conftest import running_worker
 from tests.otlp_factory import llm_span, request_of
 from tests.reliability.conftest import committed, eventually, private_settings
 
 
 @pytest.fixture(scope="session")
-async def worker(settings: Settings, store: Store) -> AsyncIterator[SpanSink]:
+async def worker(settings: Settings, store: Store) -> AsyncIterator[StoreSink]:
     async with running_worker(settings, store) as sink:
         yield sink
 
