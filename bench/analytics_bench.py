@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conditions import Machine, header  # noqa: E402
 
-from ingest.auth import KeyResolver, create_key  # noqa: E402
+from llmscope.auth import KeyResolver, create_key  # noqa: E402
 from llmscope.settings import load_settings  # noqa: E402
 from llmscope.storage import open_store  # noqa: E402
 from query import metrics  # noqa: E402

@@ -9,12 +9,12 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ingest.auth import KeyResolver
 from ingest.decompress import decompress
 from ingest.events import encode_event_messages, parse_events
 from ingest.otlp_codec import GRPC_CODE, decode_traces, encode_export_response, encode_status
 from ingest.otlp_validate import Validated, split_request, validate_spans
 from ingest.ratelimit import RateLimiter
+from llmscope.auth import KeyResolver
 from llmscope.docs import install_docs
 from llmscope.errors import BadRequest, LLMScopeError, PayloadTooLarge, UnsupportedMediaType
 from llmscope.http import RequestIdMiddleware, authenticate, error_response

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
-from ingest.auth import KeyResolver, Principal, extract_key
+from llmscope.auth import KeyResolver, Principal, extract_key
 
 REQUEST_ID_HEADER = "x-request-id"
 

@@ -11,8 +11,8 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from ingest.app import create_ingest_app
-from ingest.auth import KeyResolver, create_key
 from ingest.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from llmscope.auth import KeyResolver, create_key
 from llmscope.broker import EmbeddedBroker
 from llmscope.http import Server, make_server
 from llmscope.kafka import IngestProducer, consumer_lag, ensure_topics

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ingest.auth import KeyResolver
+from llmscope.auth import KeyResolver
 from llmscope.docs import install_docs
 from llmscope.errors import LLMScopeError
 from llmscope.http import RequestIdMiddleware, error_response

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from ingest.auth import Principal
+from llmscope.auth import Principal
 from llmscope.errors import BadRequest
 from llmscope.http import authenticate
 from llmscope.storage import Store

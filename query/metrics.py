@@ -25,7 +25,7 @@ import polars as pl
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
-from ingest.auth import Principal
+from llmscope.auth import Principal
 from llmscope.errors import BadRequest
 from llmscope.storage import Store
 from query.cache import ResultCache

@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from ingest.auth import create_key
+from llmscope.auth import create_key
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.messages import FORMAT_OTLP_TRACES, HEADER_FORMAT, HEADER_TENANT

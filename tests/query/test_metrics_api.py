@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from ingest.auth import KeyResolver, create_key
+from llmscope.auth import KeyResolver, create_key
 from llmscope.settings import Settings, load_settings
 from llmscope.storage import Store
 from query.app import create_query_app

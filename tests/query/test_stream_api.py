@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from ingest.auth import KeyResolver, create_key
+from llmscope.auth import KeyResolver, create_key
 from llmscope.broker import free_port
 from llmscope.http import make_server
 from llmscope.live import LiveHub

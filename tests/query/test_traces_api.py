@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ingest.auth import create_key
+from llmscope.auth import create_key
 from llmscope.storage import Store
 from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of

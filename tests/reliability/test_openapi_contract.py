@@ -23,8 +23,8 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.specs.openapi.checks import content_type_conformance
 
 from ingest.app import create_ingest_app
-from ingest.auth import KeyResolver, create_key
 from ingest.ratelimit import LocalRateLimiter
+from llmscope.auth import KeyResolver, create_key
 from llmscope.broker import free_port
 from llmscope.http import make_server
 from llmscope.kafka import IngestProducer, ensure_topics

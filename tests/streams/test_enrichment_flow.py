@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from ingest.auth import create_key
+from llmscope.auth import create_key
 from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
