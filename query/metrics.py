@@ -30,8 +30,17 @@ from llmscope.errors import BadRequest
 from llmscope.storage import Store
 from query.cache import ResultCache
 from query.deps import Reader, StoreDep, TimeRange
-from streams.compaction import EPOCH, read_watermarks
-from streams.rollup import COUNTERS, RELATIVE_ERROR, ROLLUP_DAY, ROLLUP_HOUR, ROLLUP_MINUTE, bucket_sql, quantile_sql
+from schemas.rollup import (
+    COUNTERS,
+    RELATIVE_ERROR,
+    ROLLUP_DAY,
+    ROLLUP_HOUR,
+    ROLLUP_MINUTE,
+    bucket_sql,
+    quantile_sql,
+    read_watermarks,
+)
+from schemas.times import EPOCH
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 

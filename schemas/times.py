@@ -25,6 +25,9 @@ MAX_SPAN_DURATION_NS = 7 * NS_PER_DAY
 # How far ahead of the ingest's clock a span may start (clock skew between hosts).
 MAX_FUTURE_NS = NS_PER_DAY
 
+# The start of Unix time: the lowest watermark, the default when a level was never compacted.
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
 # What the query API accepts for `start`/`end`: what DateTime64(9) can represent, from Unix time on.
 EARLIEST_QUERY = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST_QUERY = datetime(2262, 4, 11, tzinfo=timezone.utc)

@@ -18,11 +18,11 @@ from faust.types import EventT, StreamT
 
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
+from schemas.rollup import ROLLUP_DIRTY
 from streams.batching import Batcher
 from streams.cpu_stage import CpuStage
 from streams.deadletters import DeadLetters
 from streams.policy_cache import PolicyCache
-from streams.rollup import ROLLUP_DIRTY
 from streams.sink import StoreSink
 from streams.stages.pipeline import RawMessage
 

@@ -19,11 +19,11 @@ from llmscope.storage import Store
 from query.app import create_query_app
 from query.cache import LocalCache, NullCache, RedisCache, make_cache
 from query.metrics import _segments
+from schemas.rollup import RELATIVE_ERROR, histogram_of, quantile_from_histogram, read_watermarks
 from schemas.span import Span
-from streams.compaction import compact, floor_day, read_watermarks
-from streams.rollup import RELATIVE_ERROR, histogram_of, quantile_from_histogram
+from streams.compaction import compact, floor_day
+from tests.schemas.test_rollup import exact_quantile, make_span
 from tests.streams.test_compaction import store_spans
-from tests.streams.test_rollup import exact_quantile, make_span
 
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
 D0 = floor_day(NOW) - timedelta(days=2)  # two closed days, then today
