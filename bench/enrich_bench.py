@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conditions import Machine, header  # noqa: E402
 
 from schemas.span import Span, SpanEvent
+from schemas.tenant_settings import PiiPolicy
 from streams.stages.cost import compute_cost
 from streams.stages.enrich import EnrichmentPolicy, enrich
-from streams.stages.pii import PiiPolicy
 
 MODELS = [
     ("openai", "gpt-4o", "gpt-4o-2024-08-06"), ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"),

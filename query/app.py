@@ -17,7 +17,7 @@ from llmscope.http import RequestIdMiddleware, error_response
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from query import deadletters, metrics, policies, prices, stream, traces, whoami
+from query import deadletters, metrics, pii_settings, prices, stream, traces, whoami
 from query.cache import make_cache
 from query.console import install_console
 
@@ -78,7 +78,7 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver, li
     app.include_router(traces.router)
     app.include_router(metrics.router)
     app.include_router(prices.router)
-    app.include_router(policies.router)
+    app.include_router(pii_settings.router)
     app.include_router(deadletters.router)
     app.include_router(whoami.router)
     app.include_router(stream.router)

@@ -7,45 +7,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from decimal import Decimal
 
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from streams.stages.cost import PriceOverride
+from schemas.tenant_settings import PiiPolicy, PriceOverride, price_override, read_pii_policies, read_price_overrides
 from streams.stages.enrich import TenantPolicies
-from streams.stages.pii import PiiPolicy
 
 log = logging.getLogger(__name__)
 
 
-def _optional(value: Decimal | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
-
-
 def load_policies(store: Store, settings: Settings) -> TenantPolicies:
-    db = store.database
-    pii_rows = store.query(f"SELECT tenant_id, policy FROM {db}.tenant_pii_policy FINAL").to_dicts()
-    price_rows = store.query(
-        f"SELECT * FROM {db}.price_overrides FINAL WHERE deleted = 0 ORDER BY tenant_id, provider, model"
-    ).to_dicts()
+    pii = read_pii_policies(store)
     prices: dict[str, list[PriceOverride]] = {}
-    for r in price_rows:
-        prices.setdefault(r["tenant_id"], []).append(
-            PriceOverride(
-                model=r["model"],
-                provider=r["provider"] or None,
-                input_mtok=Decimal(r["input_mtok"]),
-                output_mtok=Decimal(r["output_mtok"]),
-                cached_input_mtok=_optional(r["cached_input_mtok"]),
-                cache_write_mtok=_optional(r["cache_write_mtok"]),
-                reasoning_mtok=_optional(r["reasoning_mtok"]),
-            )
-        )
+    for row in read_price_overrides(store):
+        prices.setdefault(row["tenant_id"], []).append(price_override(row))
     secret = settings.pii_hash_key.get_secret_value().encode() if settings.pii_hash_key else b""
     return TenantPolicies(
         default_pii=PiiPolicy(settings.pii_policy),
-        hash_secret=secret or f"llmscope:{db}".encode(),
-        pii={r["tenant_id"]: PiiPolicy(r["policy"]) for r in pii_rows},
+        hash_secret=secret or f"llmscope:{store.database}".encode(),
+        pii=pii,
         prices=prices,
     )
 

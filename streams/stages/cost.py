@@ -16,16 +16,13 @@ from decimal import Context, Decimal
 from functools import lru_cache
 from typing import NamedTuple
 
-import genai_prices
 from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices, TimeOfDateConstraint
 
 from schemas.span import Span
-from streams.stages.model_names import normalise_provider, resolve_model
+from schemas.tenant_settings import OVERRIDE_SOURCE, PRICE_SOURCE, OverrideKey, PriceOverride, override_key
+from streams.stages.model_names import resolve_model
 
-# genai-prices is used from its bundled snapshot only: UpdatePrices (which downloads) is never started.
-PRICE_SOURCE = f"genai-prices@{genai_prices.__version__}"
-OVERRIDE_SOURCE = "tenant-override"
 TOKEN_CLASSES = ("input", "cached_input", "cache_write", "output", "reasoning")
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
@@ -45,29 +42,9 @@ class CostResult:
     note: str = ""  # why cost_usd is None, for debugging
 
 
-@dataclass(frozen=True, slots=True)
-class PriceOverride:
-    """A tenant's own prices in USD per million tokens.
-
-    Absent optional prices fall back: cached_input and cache_write → input price,
-    reasoning → output price (how providers without separate rates bill them).
-    """
-
-    model: str
-    input_mtok: Decimal
-    output_mtok: Decimal
-    provider: str | None = None  # None: applies to the model whichever provider served it
-    cached_input_mtok: Decimal | None = None
-    cache_write_mtok: Decimal | None = None
-    reasoning_mtok: Decimal | None = None
-
-
-OverrideKey = tuple[str, str]  # (normalised provider or "", lowercased model family or full ref)
-
-
 def index_overrides(overrides: list[PriceOverride]) -> dict[OverrideKey, PriceOverride]:
     """Key overrides the way compute_cost looks them up (provider normalised, model lowercased)."""
-    return {(normalise_provider(o.provider or ""), o.model.strip().lower()): o for o in overrides}
+    return {override_key(o.provider, o.model): o for o in overrides}
 
 
 class _Rates(NamedTuple):

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from schemas.span import Span
-from streams.stages.cost import OverrideKey, PriceOverride, compute_cost, index_overrides
+from schemas.tenant_settings import OverrideKey, PiiPolicy, PriceOverride
+from streams.stages.cost import compute_cost, index_overrides
 from streams.stages.model_names import resolve_model
-from streams.stages.pii import PiiPolicy, redact_span
+from streams.stages.pii import redact_span
 
 RAW_MODEL_ATTR = "llmscope.model.raw"
 MODEL_VERSION_ATTR = "llmscope.model.version"

@@ -1,4 +1,4 @@
-"""PII policy and span redaction: which values are scanned, and what each policy does with findings."""
+"""Span redaction: which values are scanned, and what each PII policy (schemas/tenant_settings.py) does with findings."""
 
 # Which values are scanned (see `should_scan`):
 # - content attributes, whatever their length: prompt/completion text and messages (CONTENT_PREFIXES),
@@ -11,18 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from enum import StrEnum
 
 from schemas.span import Span
+from schemas.tenant_settings import PiiPolicy
 from streams.stages.pii_detect import Finding, find_pii, find_pii_many
-
-
-class PiiPolicy(StrEnum):
-    OFF = "off"  # not scanned at all
-    DETECT = "detect"  # counted, text unchanged
-    MASK = "mask"  # replaced by `[EMAIL]`, `[PHONE]`, …
-    HASH = "hash"  # replaced by `[EMAIL:<12 hex of HMAC-SHA256(key, canonical value)>]`
-    DROP = "drop"  # the whole attribute (or status message) holding PII is removed
 
 
 CONTENT_PREFIXES = (

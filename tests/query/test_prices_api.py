@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from llmscope.storage import Store
+from schemas.tenant_settings import PRICE_SOURCE, PriceOverride
 from streams.policy_cache import load_policies
-from streams.stages.cost import PRICE_SOURCE, PriceOverride
 from streams.stages.enrich import EnrichmentPolicy, enrich
 from streams.stages.normalise import normalise
 from tests.conftest import bearer

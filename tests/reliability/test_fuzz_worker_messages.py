@@ -21,9 +21,9 @@ from schemas.messages import (
     FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, HEADER_FORMAT, HEADER_RECEIVED_AT, HEADER_TENANT, MalformedMessage,
     ingest_message_from,
 )
+from schemas.tenant_settings import PiiPolicy
 from streams.stages.decode import spans_from_message
 from streams.stages.enrich import TenantPolicies
-from streams.stages.pii import PiiPolicy
 from streams.stages.pipeline import RawMessage, prepare
 from tests.otlp_factory import kv, request_of
 

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.span import Span
-from streams.stages.cost import OVERRIDE_SOURCE, PRICE_SOURCE, PriceOverride, cache_info, compute_cost, index_overrides
+from schemas.tenant_settings import OVERRIDE_SOURCE, PRICE_SOURCE, PriceOverride
+from streams.stages.cost import cache_info, compute_cost, index_overrides
 from streams.stages.model_names import resolve_model
 
 D = Decimal

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.stages.model_names import normalise_model, normalise_provider, resolve_model
+from schemas.providers import normalise_provider
+from streams.stages.model_names import normalise_model, resolve_model
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from schemas.span import Span, SpanEvent
-from streams.stages.pii import PiiPolicy, redact_span, redact_text, should_scan
+from schemas.tenant_settings import PiiPolicy
+from streams.stages.pii import redact_span, redact_text, should_scan
 from streams.stages.pii_detect import find_pii
 
 # A ~1 KB support-desk prompt with two or more of every kind.

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from bench import pii_legacy as legacy
 from bench.pii_corpus import generate
 from schemas.span import Span, SpanEvent
-from streams.stages.pii import PiiPolicy, redact_span
+from schemas.tenant_settings import PiiPolicy
+from streams.stages.pii import redact_span
 from streams.stages.pii_detect import find_pii, find_pii_many
 from streams.stages.pii_gate import Windows, gate
 

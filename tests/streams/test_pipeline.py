@@ -8,8 +8,8 @@ import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage
+from schemas.tenant_settings import PiiPolicy
 from streams.stages.enrich import TenantPolicies
-from streams.stages.pii import PiiPolicy
 from streams.stages.pipeline import RawMessage, prepare
 from tests.otlp_factory import llm_span, request_of
 

@@ -14,8 +14,8 @@ import pytest
 
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
+from schemas.tenant_settings import PiiPolicy
 from streams.policy_cache import PolicyCache
-from streams.stages.pii import PiiPolicy
 from tests.conftest import bearer, query_client
 from tests.waiting import eventually
 

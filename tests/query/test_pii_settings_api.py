@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from llmscope.storage import Store
+from schemas.tenant_settings import PiiPolicy
 from streams.policy_cache import load_policies
-from streams.stages.pii import PiiPolicy
 from tests.conftest import bearer
 
 
