@@ -11,6 +11,7 @@ from llmscope.auth import Principal
 from llmscope.errors import BadRequest
 from llmscope.http import authenticate
 from llmscope.storage import Store
+from schemas.times import EARLIEST_QUERY, LATEST_QUERY, utc
 
 
 async def reader(request: Request) -> Principal:
@@ -30,14 +31,9 @@ Admin = Annotated[Principal, Depends(admin)]
 StoreDep = Annotated[Store, Depends(store)]
 
 
-# DateTime64(9) holds 1900-01-01 to 2262-04-11; nothing we store predates Unix time.
-_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_LATEST = datetime(2262, 4, 11, tzinfo=timezone.utc)
-_OUT_OF_RANGE = "start and end must be between 1970-01-01 and 2262-04-11 (the span store's time range)"
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+_OUT_OF_RANGE = (
+    f"start and end must be between {EARLIEST_QUERY:%Y-%m-%d} and {LATEST_QUERY:%Y-%m-%d} (the span store's time range)"
+)
 
 
 class TimeRange:
@@ -50,12 +46,12 @@ class TimeRange:
     ) -> None:
         try:
             # Converting an offset date at the edge of Python's datetime range overflows.
-            self.end = _utc(end) if end else datetime.now(timezone.utc) + timedelta(minutes=1)
-            self.start = _utc(start) if start else self.end - timedelta(days=1)
+            self.end = utc(end) if end else datetime.now(timezone.utc) + timedelta(minutes=1)
+            self.start = utc(start) if start else self.end - timedelta(days=1)
         except OverflowError:
             raise BadRequest(_OUT_OF_RANGE) from None
         for value in (self.start, self.end):
-            if not _EARLIEST <= value <= _LATEST:
+            if not EARLIEST_QUERY <= value <= LATEST_QUERY:
                 raise BadRequest(_OUT_OF_RANGE)
         if self.start >= self.end:
             raise BadRequest("start must be before end")

@@ -40,7 +40,7 @@ from schemas.rollup import (
     quantile_sql,
     read_watermarks,
 )
-from schemas.times import EPOCH
+from schemas.times import EPOCH, ceil_to, floor_to
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 
@@ -173,20 +173,12 @@ class Question:
         return self.filters.raw or self.group in RAW_ONLY
 
 
-def _floor(t: datetime, step: int) -> datetime:
-    return datetime.fromtimestamp(int(t.timestamp()) // step * step, timezone.utc)
-
-
-def _ceil(t: datetime, step: int) -> datetime:
-    return datetime.fromtimestamp(-(-math.ceil(t.timestamp()) // step) * step, timezone.utc)
-
-
 def _segments(lo: datetime, hi: datetime, levels: list[tuple[str, str, int, datetime]]) -> list[tuple[str, str, datetime, datetime]]:
     """Split [lo, hi) into disjoint runs, each answered by the coarsest level that covers it exactly."""
     if lo >= hi or not levels:
         return []
     (table, col, step, watermark), rest = levels[0], levels[1:]
-    a, b = _ceil(lo, step), min(_floor(hi, step), watermark)
+    a, b = ceil_to(lo, step), min(floor_to(hi, step), watermark)
     if a >= b:
         return _segments(lo, hi, rest)
     return _segments(lo, a, rest) + [(table, col, a, b)] + _segments(b, hi, rest)
@@ -283,7 +275,7 @@ def _empty_row() -> dict[str, Any]:
 
 
 def _question(principal: Principal, window: TimeRange, filters: Filters, interval: int | None, group: str | None) -> Question:
-    return Question(principal.tenant_id, _floor(window.start, 60), _ceil(window.end, 60), filters, interval, group)
+    return Question(principal.tenant_id, floor_to(window.start, 60), ceil_to(window.end, 60), filters, interval, group)
 
 
 def _parse_interval(text: str) -> int:
@@ -362,7 +354,7 @@ async def timeseries(
     else:
         step = next((s for s in NICE_INTERVALS if span / timedelta(seconds=s) <= TARGET_POINTS), NICE_INTERVALS[-1])
     q = _question(principal, window, filters, step, group)
-    first = _floor(q.start, step)
+    first = floor_to(q.start, step)
     points = math.ceil((q.end - first) / timedelta(seconds=step))
     if points > MAX_POINTS:
         raise BadRequest(f"{points} points requested; at most {MAX_POINTS}: widen the interval or narrow the range")

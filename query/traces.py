@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from llmscope.errors import BadRequest, NotFound
 from query.deps import Reader, StoreDep, TimeRange
 from schemas.live import content_text
+from schemas.times import from_ns
 
 router = APIRouter(prefix="/api/v1/traces", tags=["traces"])
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -123,10 +124,6 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
         raise BadRequest("cursor is not valid; pass next_cursor from a previous page unchanged") from None
 
 
-def _ns_to_dt(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
-
-
 def _money(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
@@ -185,7 +182,7 @@ async def list_traces(
             trace_id=r["trace_id"],
             root_span_name=r["root_span_name"],
             service=r["service"],
-            start_time=_ns_to_dt(r["start_ns"]),
+            start_time=from_ns(r["start_ns"]),
             duration_ms=(r["end_ns"] - r["start_ns"]) / 1e6,
             span_count=r["span_count"],
             input_tokens=r["input_tokens"],
@@ -227,7 +224,7 @@ async def get_trace(trace_id: str, principal: Reader, store: StoreDep) -> TraceR
             operation=r["operation"],
             model=r["model"],
             provider=r["provider"],
-            start_time=_ns_to_dt(r["start_ns"]),
+            start_time=from_ns(r["start_ns"]),
             duration_ms=r["duration_ns"] / 1e6,
             input_tokens=r["input_tokens"],
             output_tokens=r["output_tokens"],
@@ -255,4 +252,4 @@ async def get_trace(trace_id: str, principal: Reader, store: StoreDep) -> TraceR
 
 def _event(e: Any) -> SpanEventOut:
     values = list(e.values()) if isinstance(e, dict) else list(e)
-    return SpanEventOut(time=_ns_to_dt(values[0]), name=values[1], attributes=_as_dict(values[2]))
+    return SpanEventOut(time=from_ns(values[0]), name=values[1], attributes=_as_dict(values[2]))

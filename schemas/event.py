@@ -28,15 +28,13 @@ from pydantic import (
 )
 
 from llmscope.errors import BadRequest, PayloadTooLarge
+from schemas.times import EVENT_EARLIEST_NS, EVENT_LATEST_NS, MAX_SPAN_DURATION_NS
 
 DEFAULT_MAX_EVENTS = 1000
 MAX_CONTENT_BYTES = 256 * 1024  # per input/output, as compact JSON; the SDK truncates well below this
 MAX_ERRORS_PER_EVENT = 20  # keeps a rejection response small even for a hopeless event
 
-# Bounds that catch the usual unit mistake (seconds or milliseconds sent as nanoseconds).
-_MIN_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
-_MAX_NS = 4_102_444_800 * 10**9  # 2100-01-01T00:00:00Z
-_MAX_LATENCY_MS = 7 * 24 * 3600 * 1000.0
+_MAX_LATENCY_MS = MAX_SPAN_DURATION_NS / 1e6
 _MAX_TOKENS = 2**32 - 1
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -63,7 +61,7 @@ def _to_unix_ns(value: Any) -> Any:
         ns = _datetime_ns(dt, int((frac or "0").ljust(9, "0")))
     else:
         raise ValueError(f"must be an RFC 3339 date-time string or Unix nanoseconds, not {type(value).__name__}")
-    if not _MIN_NS <= ns < _MAX_NS:
+    if not EVENT_EARLIEST_NS <= ns < EVENT_LATEST_NS:
         raise ValueError(f"{ns} is outside 2000-01-01..2100-01-01 in Unix nanoseconds (seconds or milliseconds sent?)")
     return ns
 
@@ -102,7 +100,7 @@ UnixNanos = Annotated[
     BeforeValidator(_to_unix_ns),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": _MIN_NS}],
+            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": EVENT_EARLIEST_NS}],
             "description": "RFC 3339 date-time with offset, or Unix nanoseconds (integer).",
         }
     ),

@@ -48,7 +48,7 @@ from schemas.rollup import (
     span_aggregates_sql,
     write_watermark,
 )
-from schemas.times import EPOCH, utc
+from schemas.times import EPOCH, floor_day, floor_hour, utc
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,6 @@ MARK_SLACK = timedelta(minutes=5)
 _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
 _FMT = "%Y-%m-%d %H:%M:%S"
 _VALUES = (*COUNTERS, "cost_usd", "latency_hist")
-
-
-def floor_hour(t: datetime) -> datetime:
-    return utc(t).replace(minute=0, second=0, microsecond=0)
-
-
-def floor_day(t: datetime) -> datetime:
-    return floor_hour(t).replace(hour=0)
 
 
 def _server_now_us(store: Store) -> int:

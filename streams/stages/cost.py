@@ -21,11 +21,11 @@ from genai_prices.types import ModelInfo, ModelPrice, TieredPrices, TimeOfDateCo
 
 from schemas.span import Span
 from schemas.tenant_settings import OVERRIDE_SOURCE, PRICE_SOURCE, OverrideKey, PriceOverride, override_key
+from schemas.times import NS_PER_DAY, NS_PER_SECOND
 from streams.stages.model_names import resolve_model
 
 TOKEN_CLASSES = ("input", "cached_input", "cache_write", "output", "reasoning")
 
-_NS_PER_DAY = 86_400 * 1_000_000_000
 # 60 significant digits: token counts times per-million prices never round, so costs are exact.
 _CTX = Context(prec=60)
 _ZERO = Decimal(0)
@@ -79,7 +79,7 @@ def compute_cost(span: Span, overrides: Mapping[OverrideKey, PriceOverride] | No
             return _priced(span, _override_rates(override), OVERRIDE_SOURCE, override.model)
     ts_ns = span.start_time_ns or span.end_time_ns
     tier = next((span.attributes[k] for k in _TIER_KEYS if k in span.attributes), "")
-    found = _table_rates(identity.provider, identity.ref, ts_ns // _NS_PER_DAY, tier)
+    found = _table_rates(identity.provider, identity.ref, ts_ns // NS_PER_DAY, tier)
     if found is None:
         return CostResult(None, "", identity.family, note="no price for model")
     model_id, rates = found
@@ -127,7 +127,7 @@ def _table_rates(provider: str, ref: str, day: int, tier: str) -> tuple[str, _Ra
 
 def _time_of_day_rates(provider: str, ref: str, ts_ns: int, tier: str) -> tuple[str, _Rates | None]:
     in_provider, model = _lookup(provider, ref)  # type: ignore[misc]  # found a moment ago
-    instant = datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=UTC)
+    instant = datetime.fromtimestamp(ts_ns // NS_PER_SECOND, tz=UTC)
     return model.id, _rates(model.get_prices(instant, _price_context(tier) if in_provider else None))
 
 

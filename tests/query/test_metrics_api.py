@@ -21,7 +21,8 @@ from query.cache import LocalCache, NullCache, RedisCache, make_cache
 from query.metrics import _segments
 from schemas.rollup import RELATIVE_ERROR, histogram_of, quantile_from_histogram, read_watermarks
 from schemas.span import Span
-from streams.compaction import compact, floor_day
+from schemas.times import floor_day
+from streams.compaction import compact
 from tests.schemas.test_rollup import exact_quantile, make_span
 from tests.streams.test_compaction import store_spans
 

@@ -25,7 +25,8 @@ from schemas.rollup import (
     read_watermarks,
 )
 from schemas.span import Span
-from streams.compaction import MARK_SLACK, MinuteCompactor, _ranges, compact, floor_day, floor_hour
+from schemas.times import floor_day, floor_hour
+from streams.compaction import MARK_SLACK, MinuteCompactor, _ranges, compact
 from streams.compaction import rebuild_minutes, recompute_minutes
 from tests.schemas.test_rollup import MINUTE_NS, make_span, random_spans
 
