@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from llmscope.errors import BadRequest
 from llmscope.storage import Store
 from query.deps import Admin, StoreDep
+from query.envelope import Page
 from schemas.times import from_ns
 
 router = APIRouter(prefix="/api/v1/admin/dead-letters", tags=["admin"])
@@ -36,9 +37,8 @@ class DeadLetterOut(BaseModel):
     size_bytes: int
 
 
-class DeadLetterPage(BaseModel):
-    data: list[DeadLetterOut]
-    next_cursor: str | None
+class DeadLetterPage(Page[DeadLetterOut]):
+    pass
 
 
 def _cursor(parked_ms: int, message_id: str, item: int) -> str:

@@ -1,9 +1,10 @@
-"""Dependencies every router uses: the caller's tenant (from the API key) and the store."""
+"""Dependencies the routers share: the caller's tenant (from the API key), the store, the time range
+and the span filters."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
 
@@ -59,3 +60,29 @@ class TimeRange:
     def params(self) -> dict[str, str]:
         fmt = "%Y-%m-%d %H:%M:%S.%f"
         return {"start": self.start.strftime(fmt), "end": self.end.strftime(fmt)}
+
+
+class SpanFilters:
+    """The filters traces and metrics both take; each one given must match. Traces: a trace matches
+    when any of its spans matches each filter, and `status` is the whole trace's. Metrics: the spans
+    counted are those matching every filter."""
+
+    def __init__(
+        self,
+        service: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        operation: str | None = None,
+        status: Literal["ok", "error", "unset"] | None = None,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        prompt_name: str | None = None,
+    ) -> None:
+        self.columns = {
+            "service_name": service, "model": model, "provider": provider, "operation": operation,
+            "status_code": status, "session_id": session_id, "user_id": user_id, "prompt_name": prompt_name,
+        }  # fmt: skip
+
+    def given(self) -> dict[str, str]:
+        """spans-table column -> value, for the filters given."""
+        return {c: v for c, v in self.columns.items() if v is not None}

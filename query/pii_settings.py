@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from query.deps import Admin, Reader, StoreDep
+from query.envelope import Envelope
 from schemas.tenant_settings import PiiPolicy, read_pii_policy, write_pii_policy
 
 router = APIRouter(prefix="/api/v1/settings", tags=["settings"])
@@ -27,9 +28,8 @@ class PiiPolicyOut(BaseModel):
     source: Literal["tenant", "default"]
 
 
-class PiiPolicyResponse(BaseModel):
-    data: PiiPolicyOut
-    next_cursor: None = None
+class PiiPolicyResponse(Envelope[PiiPolicyOut]):
+    pass
 
 
 @router.get("/pii", response_model=PiiPolicyResponse, summary="The PII policy applied to this tenant's spans")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmscope.errors import NotFound
 from query.deps import Admin, Reader, StoreDep, TimeRange
+from query.envelope import Envelope
 from schemas.tenant_settings import (
     PRICE_COLUMNS,
     PRICE_SOURCE,
@@ -69,19 +70,17 @@ class PriceOverrideOut(BaseModel):
     updated_at: datetime
 
 
+class OverrideResponse(Envelope[PriceOverrideOut]):
+    pass
+
+
 class PriceTable(BaseModel):
     price_table: str = Field(description="The bundled price table spans are costed from without an override.")
     overrides: list[PriceOverrideOut]
 
 
-class PricesResponse(BaseModel):
-    data: PriceTable
-    next_cursor: None = None
-
-
-class OverrideResponse(BaseModel):
-    data: PriceOverrideOut
-    next_cursor: None = None
+class PricesResponse(Envelope[PriceTable]):
+    pass
 
 
 class UnknownModel(BaseModel):
@@ -92,9 +91,8 @@ class UnknownModel(BaseModel):
     last_seen: datetime
 
 
-class UnknownModelsResponse(BaseModel):
-    data: list[UnknownModel]
-    next_cursor: None = None
+class UnknownModelsResponse(Envelope[list[UnknownModel]]):
+    pass
 
 
 def _fixed(value: Decimal) -> str:

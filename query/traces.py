@@ -7,13 +7,14 @@ import binascii
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from llmscope.errors import BadRequest, NotFound
-from query.deps import Reader, StoreDep, TimeRange
+from query.deps import Reader, SpanFilters, StoreDep, TimeRange
+from query.envelope import Envelope, Page
 from schemas.live import content_text
 from schemas.times import from_ns
 
@@ -34,9 +35,8 @@ class TraceSummary(BaseModel):
     status: str
 
 
-class TracePage(BaseModel):
-    data: list[TraceSummary]
-    next_cursor: str | None
+class TracePage(Page[TraceSummary]):
+    pass
 
 
 class SpanEventOut(BaseModel):
@@ -81,32 +81,8 @@ class TraceDetail(BaseModel):
     spans: list[SpanOut]
 
 
-class TraceResponse(BaseModel):
-    data: TraceDetail
-    next_cursor: None = None
-
-
-class TraceFilters:
-    def __init__(
-        self,
-        service: str | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        status: Literal["ok", "error", "unset"] | None = None,
-        session_id: str | None = None,
-        user_id: str | None = None,
-        operation: str | None = None,
-    ) -> None:
-        # A trace matches when any of its spans matches each given filter.
-        self.span_filters = {
-            "service_name": service,
-            "model": model,
-            "provider": provider,
-            "session_id": session_id,
-            "user_id": user_id,
-            "operation": operation,
-        }
-        self.status = status
+class TraceResponse(Envelope[TraceDetail]):
+    pass
 
 
 def _encode_cursor(start_ns: int, trace_id: str) -> str:
@@ -139,19 +115,19 @@ async def list_traces(
     principal: Reader,
     store: StoreDep,
     window: Annotated[TimeRange, Depends()],
-    filters: Annotated[TraceFilters, Depends()],
+    filters: Annotated[SpanFilters, Depends()],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> TracePage:
     params: dict[str, Any] = {"tenant": principal.tenant_id, **window.params(), "limit": limit + 1}
     having = []
-    for column, value in filters.span_filters.items():
-        if value is not None:
+    for column, value in filters.given().items():
+        if column == "status_code":  # the trace's status: error if any span failed, else ok if any is ok
+            params["status"] = value
+            having.append("status = {status:String}")
+        else:  # a trace matches when any of its spans matches
             params[column] = value
             having.append(f"countIf({column} = {{{column}:String}}) > 0")
-    if filters.status is not None:
-        params["status"] = filters.status
-        having.append("status = {status:String}")
     if cursor:
         params["cursor_ns"], params["cursor_trace"] = _decode_cursor(cursor)
         having.append("(start_ns, trace_id) < ({cursor_ns:Int64}, {cursor_trace:String})")
