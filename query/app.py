@@ -27,6 +27,7 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver, li
     app.state.settings = settings
     app.state.cache = make_cache(settings)
     app.state.live = live if live is not None else LiveHub()
+    app.state.watermarks = metrics.Watermarks(store)
 
     install_error_handlers(app)
 

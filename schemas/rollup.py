@@ -121,9 +121,10 @@ def quantile_sql(hist: str, q: float) -> str:
     )
 
 
-def span_aggregates_sql(spans_alias: str = "s") -> str:
+def span_aggregates_sql(spans_alias: str = "s", latency: bool = True) -> str:
     """COUNTERS, cost_usd and latency_hist aggregated over rows of the spans table (aliased
     `spans_alias`): one rollup row's values, exactly as the minute compactor computes them.
+    Without `latency`, latency_hist is 0 (the histogram is the dearest part to merge).
 
     The spans table's Decimal(38, 12) cost is summed as stored, so sums agree to the last digit; a
     span without a known cost adds 0 to cost_usd and nothing to cost_known."""
@@ -139,7 +140,7 @@ def span_aggregates_sql(spans_alias: str = "s") -> str:
             f"count({spans_alias}.cost_usd) AS cost_known",
             "sum(duration_ns) AS duration_ns_sum",
             f"sum(coalesce({spans_alias}.cost_usd, toDecimal128(0, 12))) AS cost_usd",
-            f"sumMap(map({bucket_sql('duration_ns')}, toUInt64(1))) AS latency_hist",
+            f"sumMap(map({bucket_sql('duration_ns')}, toUInt64(1))) AS latency_hist" if latency else "0 AS latency_hist",
         )
     )
 
