@@ -22,7 +22,7 @@ from genai_prices.types import ModelInfo, ModelPrice, TieredPrices, TimeOfDateCo
 from schemas.span import Span
 from schemas.tenant_settings import OVERRIDE_SOURCE, PRICE_SOURCE, OverrideKey, PriceOverride, override_key
 from schemas.times import NS_PER_DAY, NS_PER_SECOND
-from streams.stages.model_names import resolve_model
+from streams.stages.model_names import ModelIdentity
 
 TOKEN_CLASSES = ("input", "cached_input", "cache_write", "output", "reasoning")
 
@@ -58,12 +58,13 @@ class _Rates(NamedTuple):
     requests_kcount: Decimal | None
 
 
-def compute_cost(span: Span, overrides: Mapping[OverrideKey, PriceOverride] | None = None) -> CostResult:
-    """Cost of one span. An override for (provider, model) wins over the table; prices are those in force at start."""
-    raw = span.attributes.get("llmscope.model.raw") or span.model  # raw survives normalisation by enrich
-    if not raw:
+def compute_cost(
+    span: Span, identity: ModelIdentity | None, overrides: Mapping[OverrideKey, PriceOverride] | None = None
+) -> CostResult:
+    """Cost of one span whose model resolved to `identity` (None: it names no model). An override
+    for (provider, model) wins over the table; prices are those in force at start."""
+    if identity is None:
         return CostResult(None, "", "", note="no model")
-    identity = resolve_model(raw, span.provider)
     if span.input_tokens <= 0 and span.output_tokens <= 0:
         # Zero usage usually means usage was never reported (e.g. an interrupted stream): unknown.
         return CostResult(None, "", identity.family, note="no usage")
@@ -79,12 +80,12 @@ def compute_cost(span: Span, overrides: Mapping[OverrideKey, PriceOverride] | No
             return _priced(span, _override_rates(override), OVERRIDE_SOURCE, override.model)
     ts_ns = span.start_time_ns or span.end_time_ns
     tier = next((span.attributes[k] for k in _TIER_KEYS if k in span.attributes), "")
-    found = _table_rates(identity.provider, identity.ref, ts_ns // NS_PER_DAY, tier)
+    found = _table_rates(identity, ts_ns // NS_PER_DAY, tier)
     if found is None:
         return CostResult(None, "", identity.family, note="no price for model")
     model_id, rates = found
     if rates is None:  # time-of-day pricing (e.g. DeepSeek off-peak): resolve at the exact instant
-        model_id, rates = _time_of_day_rates(identity.provider, identity.ref, ts_ns, tier)
+        model_id, rates = _time_of_day_rates(identity, ts_ns, tier)
         if rates is None:
             return CostResult(None, "", model_id, note="no token price for model")
     return _priced(span, rates, PRICE_SOURCE, model_id)
@@ -112,9 +113,9 @@ def _override_rates(o: PriceOverride) -> _Rates:
 
 
 @lru_cache(maxsize=16384)
-def _table_rates(provider: str, ref: str, day: int, tier: str) -> tuple[str, _Rates | None] | None:
+def _table_rates(identity: ModelIdentity, day: int, tier: str) -> tuple[str, _Rates | None] | None:
     """(model id, rates) for one model on one UTC day; rates None when they vary within the day."""
-    found = _lookup(provider, ref)
+    found = _lookup(identity)
     if found is None:
         return None
     in_provider, model = found
@@ -125,18 +126,18 @@ def _table_rates(provider: str, ref: str, day: int, tier: str) -> tuple[str, _Ra
     return None if rates is None else (model.id, rates)
 
 
-def _time_of_day_rates(provider: str, ref: str, ts_ns: int, tier: str) -> tuple[str, _Rates | None]:
-    in_provider, model = _lookup(provider, ref)  # type: ignore[misc]  # found a moment ago
+def _time_of_day_rates(identity: ModelIdentity, ts_ns: int, tier: str) -> tuple[str, _Rates | None]:
+    in_provider, model = _lookup(identity)  # type: ignore[misc]  # found a moment ago
     instant = datetime.fromtimestamp(ts_ns // NS_PER_SECOND, tz=UTC)
     return model.id, _rates(model.get_prices(instant, _price_context(tier) if in_provider else None))
 
 
 @lru_cache(maxsize=8192)
-def _lookup(provider: str, ref: str) -> tuple[bool, ModelInfo] | None:
+def _lookup(identity: ModelIdentity) -> tuple[bool, ModelInfo] | None:
     """The genai-prices model for a provider and raw ref (else its cleaned form), and whether it is
     the provider's own entry (True) or borrowed through fallback (Azure → OpenAI)."""
     snapshot = get_snapshot()
-    identity = resolve_model(ref, provider)
+    provider, ref = identity.provider, identity.ref
     # The raw ref first (OpenRouter/Groq ids keep their `vendor/` prefix), then it without prefixes.
     cleaned = f"{identity.family}-{identity.version}" if identity.version else identity.family
     for candidate in dict.fromkeys((ref, cleaned)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from genai_prices.data_snapshot import get_snapshot
 
 from schemas.providers import normalise_provider
 from streams.stages.model_names import normalise_model, resolve_model
@@ -76,3 +77,16 @@ def test_resolution_is_cached() -> None:
     hits = resolve_model.cache_info().hits
     resolve_model("claude-3-5-sonnet-20241022", "anthropic")
     assert resolve_model.cache_info().hits == hits + 1
+
+
+def test_a_resolved_model_resolves_to_itself_under_its_own_provider() -> None:
+    """What lets enrichment resolve a span's model once: the cost lookup and the model asked for
+    (when it is the one that answered) use that identity as it is."""
+    snapshot = get_snapshot()
+    for provider in snapshot.providers:
+        for model in provider.models:
+            for given in ("", "litellm", provider.id):
+                for raw in (model.id, f"{model.id}-2024-08-06", f"{provider.id}/{model.id}"):
+                    first = resolve_model(raw, given)
+                    assert resolve_model(first.ref, first.provider) == first, (raw, given)
+                    assert resolve_model(raw, first.provider).family == first.family, (raw, given)
