@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 import faust
 from faust.types import EventT, StreamT
@@ -27,6 +28,7 @@ from streams.sink import StoreSink
 from streams.stages.pipeline import RawMessage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def register(app: faust.App, settings: Settings, sink: StoreSink, policies: PolicyCache, live: LiveHub | None) -> None:
@@ -78,7 +80,7 @@ def _header_list(headers: object) -> list[tuple[str, bytes]]:
     return list(headers or [])  # type: ignore[call-overload]
 
 
-async def _retrying(what: str, attempt, max_backoff: float = 10.0):  # type: ignore[no-untyped-def]
+async def _retrying(what: str, attempt: Callable[[], Awaitable[T]], max_backoff: float = 10.0) -> T:
     """Retry a step whose failure is transient (broker down, worker process died) forever."""
     delay = 0.2
     while True:

@@ -60,12 +60,6 @@ class ModelIdentity(NamedTuple):
     ref: str  # the raw string, trimmed and lowercased: what genai-prices is asked first
 
 
-def normalise_model(raw_model: str, provider: str = "") -> tuple[str, str]:
-    """(canonical model family, version) for a raw model string, e.g. ('gpt-4o', '2024-08-06')."""
-    identity = resolve_model(raw_model, provider)
-    return identity.family, identity.version
-
-
 @lru_cache(maxsize=8192)
 def resolve_model(raw_model: str, provider: str = "") -> ModelIdentity:
     """Provider (inferred from the model when empty), family and version; cached, models are few."""

@@ -14,7 +14,7 @@ import hmac
 
 from schemas.span import Span
 from schemas.tenant_settings import PiiPolicy
-from streams.stages.pii_detect import Finding, find_pii, find_pii_many
+from streams.stages.pii_detect import Finding, find_pii_many
 
 
 CONTENT_PREFIXES = (
@@ -109,14 +109,6 @@ def _collect(attrs: dict[str, str], content: bool, places: list[tuple[dict[str, 
                 continue
         places.append((attrs, key))
         values.append(value)
-
-
-def redact_text(text: str, policy: PiiPolicy, hash_key: bytes = b"", region: str = "US") -> tuple[str, list[Finding]]:
-    """(new text, findings). DETECT and DROP leave the text unchanged; the caller drops fields."""
-    findings = find_pii(text, region)
-    if not findings or policy not in (PiiPolicy.MASK, PiiPolicy.HASH):
-        return text, findings
-    return _replaced(text, findings, policy, hash_key), findings
 
 
 def _replaced(text: str, findings: list[Finding], policy: PiiPolicy, hash_key: bytes) -> str:

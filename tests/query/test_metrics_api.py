@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 from typing import Any
@@ -182,7 +183,7 @@ async def seeded_unknown(store: Store) -> None:
     rows = _rows(t, specs) + _rows("prices-a", [{"model": "acme-frontier-9000", "provider": "acme"}])
     # Only the first five have usage and a consistent count; of those only gpt-4o has a price.
     assert [r["cost_usd"] is None for r in rows] == [True, True, True, True, False, True, True, True]
-    await store.ainsert_rows(f"{store.database}.spans", rows, "seed-prices-unknown")
+    await asyncio.to_thread(store.insert_rows, f"{store.database}.spans", rows, "seed-prices-unknown")
 
 
 async def test_unknown_models_are_counted_and_listed_most_spans_first(api, keys, seeded_unknown) -> None:

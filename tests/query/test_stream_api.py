@@ -216,6 +216,6 @@ async def test_a_revoked_key_loses_its_socket(server, store) -> None:
     async with await open_stream(server, key) as ws:
         rows_ = (await store.aquery(
             f"SELECT * FROM {store.database}.api_keys FINAL WHERE tenant_id = 'live-revoke'", {})).to_dicts()
-        await store.ainsert_rows(f"{store.database}.api_keys", [{**rows_[0], "revoked": 1, "version": rows_[0]["version"] + 1}])
+        await asyncio.to_thread(store.insert_rows, f"{store.database}.api_keys", [{**rows_[0], "revoked": 1, "version": rows_[0]["version"] + 1}])
         code, reason = await closed_with(ws)
     assert code == 4401 and "revoked" in reason

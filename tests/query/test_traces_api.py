@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -37,7 +38,7 @@ async def seeded(store: Store) -> dict[str, list[str]]:
     tid = os.urandom(16)
     rows += [s.to_row(NOW) for s in normalise(request_of([llm_span(tid, start_ns=NOW - MIN)]), "traces-b")]
     traces["traces-b"].append(tid.hex())
-    await store.ainsert_rows(f"{store.database}.spans", rows, "seed-traces")
+    await asyncio.to_thread(store.insert_rows, f"{store.database}.spans", rows, "seed-traces")
     return traces
 
 

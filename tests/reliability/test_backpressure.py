@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 import tracemalloc
 
 from llmscope.kafka import consumer_lag, ensure_topics

@@ -15,7 +15,6 @@ from schemas.event import (
     MAX_CONTENT_BYTES,
     EventBatch,
     LLMEvent,
-    derived_span_id,
     format_errors,
     validate_batch,
 )

@@ -20,10 +20,10 @@ from llmscope.storage import Store
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage
 from schemas.tenant_settings import OVERRIDE_SOURCE, PRICE_SOURCE, PiiPolicy
 from streams.policy_cache import PolicyCache, load_policies
-from streams.stages.pii import redact_text
 import streams.worker
 from tests.conftest import query_client, running_worker
 from tests.otlp_factory import kv, llm_span, request_of
+from tests.streams.test_pii import redact_text
 from tests.waiting import eventually
 
 REFRESH = 0.2

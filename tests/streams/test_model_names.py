@@ -6,7 +6,7 @@ import pytest
 from genai_prices.data_snapshot import get_snapshot
 
 from schemas.providers import normalise_provider
-from streams.stages.model_names import normalise_model, resolve_model
+from streams.stages.model_names import resolve_model
 
 
 @pytest.mark.parametrize(
@@ -65,6 +65,11 @@ def test_normalise_provider(raw: str, expected: str) -> None:
 )  # fmt: skip
 def test_resolve_model(raw: str, provider: str, expected: tuple[str, str, str]) -> None:
     assert tuple(resolve_model(raw, provider)[:3]) == expected
+
+
+def normalise_model(raw_model: str, provider: str = "") -> tuple[str, str]:
+    identity = resolve_model(raw_model, provider)
+    return identity.family, identity.version
 
 
 def test_normalise_model_returns_family_and_version() -> None:
