@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run if any process a test started outlived the session (a process owns its
     children; a test that leaves one behind has found a bug or is one)."""
     mark = session.config.stash.get(_SESSION, "")
+    # multiprocessing's resource tracker is this process's own helper: the CPU-stage pools of the
+    # in-process workers start it, and it ends when this process does. End it now, as that would.
+    resource_tracker._resource_tracker._stop()
     deadline = time.monotonic() + 10  # children of stopped parents may take a moment to go
     while (left := marked(mark)) and time.monotonic() < deadline:
         time.sleep(0.2)
