@@ -45,18 +45,20 @@ _OFFLOAD_BYTES = 1024 * 1024
 _OFFLOAD_COMPRESSED_BYTES = 16 * 1024
 # OTLP paths answer errors with a google.rpc.Status in the request's encoding, as the spec says.
 OTLP_PREFIX = "/v1/"
-_BINARY = {"schema": {"type": "string", "format": "binary"}}
-_OTLP_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "ExportTraceServiceResponse in the request's encoding, partial success when spans were rejected",
-        "content": {PROTOBUF: _BINARY},
-    },
-    **{
-        status: {"model": OtlpStatus, "description": f"google.rpc.Status in the request's encoding ({what})",
-                 "content": {PROTOBUF: _BINARY}}
-        for status, what in (("4XX", "bad request, key, size, type or rate limit"), ("5XX", "broker unavailable: retry"))
-    },
-}  # fmt: skip
+
+
+def _otlp_responses() -> dict[int | str, dict[str, Any]]:
+    """/v1/traces answers in the request's encoding: protobuf, or JSON as the models say."""
+
+    def protobuf() -> dict[str, Any]:
+        return {PROTOBUF: {"schema": {"type": "string", "format": "binary"}}}
+
+    status = "google.rpc.Status in the request's encoding"
+    return {
+        200: {"description": "ExportTraceServiceResponse, partial success when spans were rejected", "content": protobuf()},
+        "4XX": {"model": OtlpStatus, "description": f"{status}: bad request, key, size, type or rate limit", "content": protobuf()},
+        "5XX": {"model": OtlpStatus, "description": f"{status}: broker unavailable, retry", "content": protobuf()},
+    }
 
 
 def _wants_json(request: Request) -> bool:
@@ -88,7 +90,7 @@ def create_ingest_app(
     install_error_handlers(app, {OTLP_PREFIX: _otlp_error})
     install_docs(app)  # offline Swagger UI + API-key security schemes
 
-    @app.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON)", responses=_OTLP_RESPONSES)
+    @app.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON)", responses=_otlp_responses())
     async def export_traces(request: Request) -> Response:
         principal = await authenticate(request, resolver, "ingest")
         await limiter.acquire(principal.tenant_id, principal.key_prefix)
