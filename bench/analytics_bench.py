@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conditions import Machine, header  # noqa: E402
 
-from ingest.auth import KeyResolver, create_key  # noqa: E402
+from llmscope.auth import KeyResolver, create_key  # noqa: E402
 from llmscope.settings import load_settings  # noqa: E402
 from llmscope.storage import open_store  # noqa: E402
-from query import metrics  # noqa: E402
+from query import analytics  # noqa: E402
 from query.app import create_query_app  # noqa: E402
 from query.cache import NullCache  # noqa: E402
 
@@ -80,7 +80,7 @@ async def run(args: argparse.Namespace) -> None:
             for source, iterations in (("rollups", args.iterations), ("spans", args.raw_iterations)):
                 if source == "spans":
                     # Same endpoints, same SQL shape, answered from spans FINAL instead of rollups.
-                    metrics.Question.raw = property(lambda self: True)  # type: ignore[assignment,method-assign]
+                    analytics.Question.raw = property(lambda self: True)  # type: ignore[assignment,method-assign]
                 for name, (path, params) in QUESTIONS.items():
                     for label, span in RANGES.items():
                         await measure(client, keys, path, params, span, 2)  # warm-up

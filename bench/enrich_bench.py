@@ -20,9 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conditions import Machine, header  # noqa: E402
 
 from schemas.span import Span, SpanEvent
-from streams.cost import compute_cost
-from streams.enrich import EnrichmentPolicy, enrich
-from streams.pii import PiiPolicy
+from schemas.tenant_settings import PiiPolicy
+from streams.stages.cost import compute_cost
+from streams.stages.enrich import EnrichmentPolicy, enrich
+from streams.stages.model_names import resolve_model
 
 MODELS = [
     ("openai", "gpt-4o", "gpt-4o-2024-08-06"), ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
@@ -131,7 +132,7 @@ def main() -> None:
     args = parser.parse_args()
 
     header(
-        f"the enrichment stage (streams.enrich.enrich) over {args.spans:,} synthetic spans per PII policy, and the "
+        f"the enrichment stage (streams.stages.enrich.enrich) over {args.spans:,} synthetic spans per PII policy, and the "
         "cost lookup alone",
         f"in process, one thread, no I/O; best of {args.repeat} runs over fresh copies; spans/s per CPU second of "
         "this process (time.process_time), with the wall-clock rate beside it",
@@ -148,7 +149,7 @@ def main() -> None:
     for policy in (PiiPolicy.OFF, PiiPolicy.DETECT, PiiPolicy.MASK, PiiPolicy.HASH):
         settings = EnrichmentPolicy(pii=policy, hash_key=b"bench-key")
         rates[policy] = measure(f"enrich, pii={policy.value}", spans, lambda s, p=settings: enrich(s, p), args.repeat)
-    measure("cost lookup only", spans, compute_cost, args.repeat)
+    measure("cost lookup only", spans, lambda s: compute_cost(s, resolve_model(s.model, s.provider) if s.model else None), args.repeat)
     print(f"ratio mask/off: {rates[PiiPolicy.OFF] / rates[PiiPolicy.MASK]:.2f}x the time per span "
           f"({rates[PiiPolicy.MASK] / rates[PiiPolicy.OFF]:.2f} of the off throughput)")  # fmt: skip
     print(f"machine: {machine.summary()}")

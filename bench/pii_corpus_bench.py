@@ -27,7 +27,7 @@ from pii_corpus import Doc, generate  # noqa: E402
 from schemas.span import Span, SpanEvent  # noqa: E402
 from streams import pii as product_pii  # noqa: E402
 from streams import pii_detect  # noqa: E402
-from streams.pii import PiiPolicy  # noqa: E402
+from schemas.tenant_settings import PiiPolicy  # noqa: E402
 
 KINDS = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
 ENGINES: dict[str, tuple[Callable[[str], Sequence[Any]], Callable[..., dict[str, int]]]] = {

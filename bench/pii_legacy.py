@@ -21,7 +21,7 @@ import re2
 from stdnum import iban as stdnum_iban
 
 from schemas.span import Span
-from streams.pii import PiiPolicy
+from schemas.tenant_settings import PiiPolicy
 
 # One RE2 pass per string value (the gate) finds every place a detector could match; detectors and
 # their validators run only in windows around those places.

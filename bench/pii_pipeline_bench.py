@@ -29,7 +29,7 @@ from llmscope.settings import Settings, load_settings  # noqa: E402
 from llmscope.storage import Store, open_store  # noqa: E402
 from llmscope.storage.migrate import apply_migrations  # noqa: E402
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage  # noqa: E402
-from streams.app import create_worker_app  # noqa: E402
+from streams.worker import create_worker_app  # noqa: E402
 
 
 def requests(n: int, pii_share: float, batch: int = 100) -> list[bytes]:

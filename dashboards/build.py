@@ -3,7 +3,7 @@
 Plain classic dashboard JSON (loads through file provisioning in Grafana 9-13) rather than a
 builder library: grafana-foundation-sdk needs an exact epoch!version pin per Grafana release and
 grafanalib is unmaintained, while the JSON model is small and stable. Panels query ClickHouse
-through the official datasource (uid below) and reuse the rollup SQL of streams/rollup.py, so
+through the official datasource (uid below) and reuse the rollup SQL of schemas/rollup.py, so
 Grafana and the query API compute the same percentiles.
 """
 
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from streams.rollup import quantile_sql
+from schemas.rollup import quantile_sql
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "llmscope-clickhouse"}
 OUT = Path(__file__).resolve().parent / "json"

@@ -1,23 +1,32 @@
-"""The ingest role's HTTP surface: OTLP/HTTP traces at /v1/traces, health and readiness."""
+"""The ingest role's HTTP surface: OTLP/HTTP traces at /v1/traces, SDK events at /api/v1/events,
+health and readiness."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ingest.auth import KeyResolver
 from ingest.decompress import decompress
 from ingest.events import encode_event_messages, parse_events
-from ingest.otlp_codec import GRPC_CODE, decode_traces, encode_export_response, encode_status
+from ingest.otlp_codec import GRPC_CODE, OtlpStatus, decode_traces, encode_export_response, encode_status
 from ingest.otlp_validate import Validated, split_request, validate_spans
 from ingest.ratelimit import RateLimiter
+from llmscope.auth import KeyResolver
 from llmscope.docs import install_docs
-from llmscope.errors import BadRequest, LLMScopeError, PayloadTooLarge, UnsupportedMediaType
-from llmscope.http import RequestIdMiddleware, authenticate, error_response
+from llmscope.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from llmscope.http import (
+    ERROR_RESPONSES,
+    RequestIdMiddleware,
+    authenticate,
+    install_error_handlers,
+    install_health,
+    store_answers,
+)
 from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
@@ -34,6 +43,22 @@ JSON = "application/json"
 # bar for it is far lower.
 _OFFLOAD_BYTES = 1024 * 1024
 _OFFLOAD_COMPRESSED_BYTES = 16 * 1024
+# OTLP paths answer errors with a google.rpc.Status in the request's encoding, as the spec says.
+OTLP_PREFIX = "/v1/"
+
+
+def _otlp_responses() -> dict[int | str, dict[str, Any]]:
+    """/v1/traces answers in the request's encoding: protobuf, or JSON as the models say."""
+
+    def protobuf() -> dict[str, Any]:
+        return {PROTOBUF: {"schema": {"type": "string", "format": "binary"}}}
+
+    status = "google.rpc.Status in the request's encoding"
+    return {
+        200: {"description": "ExportTraceServiceResponse, partial success when spans were rejected", "content": protobuf()},
+        "4XX": {"model": OtlpStatus, "description": f"{status}: bad request, key, size, type or rate limit", "content": protobuf()},
+        "5XX": {"model": OtlpStatus, "description": f"{status}: broker unavailable, retry", "content": protobuf()},
+    }
 
 
 def _wants_json(request: Request) -> bool:
@@ -62,23 +87,10 @@ def create_ingest_app(
 ) -> FastAPI:
     app = FastAPI(title="LLMScope ingest", version="0.1.0", docs_url=None)
     app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app, {OTLP_PREFIX: _otlp_error})
     install_docs(app)  # offline Swagger UI + API-key security schemes
 
-    @app.exception_handler(LLMScopeError)
-    async def _error(request: Request, exc: LLMScopeError) -> Response:
-        if request.url.path.startswith("/api/"):
-            return error_response(request, exc.status, exc.code, exc.message, exc.retry_after)
-        # OTLP paths answer with a google.rpc.Status in the request's encoding, as the spec says.
-        as_json = _wants_json(request)
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        body = encode_status(GRPC_CODE.get(exc.status, 13), exc.message, as_json)
-        return Response(body, status_code=exc.status, media_type=JSON if as_json else PROTOBUF, headers=headers)
-
-    @app.post(
-        "/v1/traces",
-        summary="OTLP/HTTP trace export (protobuf or JSON)",
-        responses={200: {"description": "ExportTraceServiceResponse, partial success when spans were rejected"}},
-    )
+    @app.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON)", responses=_otlp_responses())
     async def export_traces(request: Request) -> Response:
         principal = await authenticate(request, resolver, "ingest")
         await limiter.acquire(principal.tenant_id, principal.key_prefix)
@@ -100,6 +112,7 @@ def create_ingest_app(
     @app.post(
         "/api/v1/events",
         summary="Submit SDK events (one event, or a batch as {\"events\": [...]}); JSON, gzip allowed",
+        responses=ERROR_RESPONSES,
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": EventBatch.model_json_schema()}}}},
     )
     async def submit_events(request: Request) -> JSONResponse:
@@ -119,17 +132,15 @@ def create_ingest_app(
         )
         return JSONResponse({"accepted": len(events), "rejected": rejected})
 
-    @app.get("/health", summary="Liveness")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/ready", summary="Readiness: broker and store reachable")
-    async def ready() -> JSONResponse:
-        checks = {"broker": await producer.reachable(), "store": await asyncio.to_thread(store.ping)}
-        ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
-
+    install_health(app, {"broker": producer.reachable, "store": store_answers(store)}, "Readiness: broker and store reachable")
     return app
+
+
+def _otlp_error(request: Request, status: int, code: str, message: str, retry_after: int | None) -> Response:
+    as_json = _wants_json(request)
+    headers = {"Retry-After": str(retry_after)} if retry_after else {}
+    body = encode_status(GRPC_CODE.get(status, 13), message, as_json)
+    return Response(body, status_code=status, media_type=JSON if as_json else PROTOBUF, headers=headers)
 
 
 def _decode(

@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1 import trace_pb2
+from pydantic import BaseModel, Field
 
 from llmscope.errors import BadRequest, UnsupportedMediaType
 
@@ -228,6 +229,13 @@ def encode_export_response(rejected_spans: int, error_message: str, as_json: boo
     resp.partial_success.rejected_spans = rejected_spans
     resp.partial_success.error_message = error_message
     return resp.SerializeToString()
+
+
+class OtlpStatus(BaseModel):
+    """A google.rpc.Status error body as JSON (the protobuf form carries the same two fields)."""
+
+    code: int = Field(description="google.rpc.Code: 3 invalid argument, 7 permission denied, 8 resource exhausted, 14 unavailable, 16 unauthenticated, …")
+    message: str
 
 
 def encode_status(code: int, message: str, as_json: bool) -> bytes:

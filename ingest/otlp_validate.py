@@ -16,7 +16,15 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from schemas.span import MAX_VALUE_BYTES, TRUNCATED_MARK, cap_text
-from schemas.times import MAX_FUTURE_NS, MAX_SPAN_DURATION_NS, MAX_STORABLE_NS, MIN_STORABLE_NS, NS_PER_DAY
+from schemas.times import (
+    MAX_FUTURE_NS,
+    MAX_SPAN_DURATION_NS,
+    MAX_STORABLE_NS,
+    MIN_STORABLE_NS,
+    NS_PER_DAY,
+    NS_PER_SECOND,
+    STORABLE_YEARS,
+)
 
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
@@ -36,11 +44,14 @@ def validate_spans(
     req: ExportTraceServiceRequest,
     *,
     now_ns: int,
+    max_past_ns: int,
     max_future_ns: int = MAX_FUTURE_NS,
-    max_past_ns: int = 30 * NS_PER_DAY,
     max_span_bytes: int | None = None,
 ) -> Validated:
     """Split spans into accepted and rejected; `req` is returned as-is when nothing is dropped.
+
+    A span is accepted from `max_past_ns` before `now_ns` (the retention: older spans would be
+    dropped by the TTL at once) to `max_future_ns` after it, within what the store can hold.
 
     With `max_span_bytes`, a span larger than that (one long prompt) has its attribute values cut
     to MAX_VALUE_BYTES, as the store would cut them anyway, and is rejected only if still too large:
@@ -106,7 +117,7 @@ def _reject_reason(span: trace_pb2.Span, earliest: int, latest: int, too_early: 
     if end - start > MAX_SPAN_DURATION_NS:
         return f"duration over {_duration(MAX_SPAN_DURATION_NS)}"
     if end >= MAX_STORABLE_NS or any(not MIN_STORABLE_NS <= e.time_unix_nano < MAX_STORABLE_NS for e in span.events):
-        return "a time outside 1973..2262 (end or event time), which the store cannot hold"
+        return f"a time outside {STORABLE_YEARS} (end or event time), which the store cannot hold"
     return None
 
 
@@ -175,7 +186,7 @@ def _cut_value(value: AnyValue) -> int:
 
 
 def _duration(ns: int) -> str:
-    for unit, size in (("day", NS_PER_DAY), ("hour", 3_600 * 10**9), ("minute", 60 * 10**9), ("second", 10**9)):
+    for unit, size in (("day", NS_PER_DAY), ("hour", 3_600 * NS_PER_SECOND), ("minute", 60 * NS_PER_SECOND), ("second", NS_PER_SECOND)):
         if ns >= size and ns % size == 0:
             count = ns // size
             return f"{count} {unit}{'s' if count != 1 else ''}"

@@ -8,6 +8,7 @@ import time
 from typing import Protocol
 
 from llmscope.errors import RateLimited
+from llmscope.redis import FailOpenRedis
 
 log = logging.getLogger(__name__)
 
@@ -70,29 +71,20 @@ class LocalRateLimiter:
 
 
 class RedisRateLimiter:
-    """Fails open when Redis is unreachable: ingest keeps accepting and logs, because losing
-    telemetry is worse than briefly exceeding a quota."""
+    """Fails open when Redis is unreachable (llmscope/redis.py): ingest keeps accepting and logs,
+    because losing telemetry is worse than briefly exceeding a quota."""
 
     def __init__(self, url: str, per_key: float, per_tenant: float, burst_seconds: float) -> None:
-        import redis.asyncio as redis
-
-        self._redis = redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._script = self._redis.register_script(_LUA)
+        self._redis = FailOpenRedis(url, what="rate limiter", instead="allowing requests", log=log)
+        self._script = self._redis.client.register_script(_LUA)
         self._args = [per_key, max(1.0, per_key * burst_seconds), per_tenant, max(1.0, per_tenant * burst_seconds)]
-        self._last_warning = 0.0
 
     async def acquire(self, tenant_id: str, key_id: str) -> None:
         # One hash tag per tenant keeps both keys in one Redis Cluster slot.
         keys = [f"llmscope:rl:{{{tenant_id}}}:key:{key_id}", f"llmscope:rl:{{{tenant_id}}}:tenant"]
-        try:
-            wait = int(await self._script(keys=keys, args=self._args))
-        except Exception as exc:  # redis-py raises several families; all mean "cannot decide"
-            if time.monotonic() - self._last_warning > 10:
-                self._last_warning = time.monotonic()
-                log.warning("rate limiter unavailable, allowing requests: %r", exc)
-            return
+        wait = int(await self._redis.run(lambda: self._script(keys=keys, args=self._args), 0))
         if wait:
             raise _denied(wait)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.close()

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
         return 0
     if args.role == "create-key":
-        from ingest.auth import create_key
+        from llmscope.auth import create_key
         from llmscope.storage import open_store
 
         store = open_store(settings)

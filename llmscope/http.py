@@ -1,20 +1,31 @@
-"""What both HTTP roles share: request ids, authentication, the uvicorn server we drive ourselves."""
+"""What both HTTP roles share: request ids, authentication, the one error shape and the one place
+our exceptions become HTTP answers, liveness and readiness, the uvicorn server we drive ourselves."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, Literal
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
-from ingest.auth import KeyResolver, Principal, extract_key
+from llmscope.auth import KeyResolver, Principal, extract_key
+from llmscope.errors import LLMScopeError
+from llmscope.storage import Store
 
 REQUEST_ID_HEADER = "x-request-id"
+
+log = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware(BaseHTTPMiddleware):
@@ -31,11 +42,110 @@ def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", "") or uuid.uuid4().hex
 
 
-def error_response(request: Request, status: int, code: str, message: str, retry_after: int | None = None) -> JSONResponse:
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable: bad_request, unauthenticated, forbidden, not_found, …")
+    message: str = Field(description="What went wrong, for a person.")
+    request_id: str = Field(description="Also in the x-request-id header; quote it when reporting a problem.")
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of our JSON APIs."""
+
+    error: ErrorDetail
+
+
+# For `responses=` of every JSON operation: FastAPI then also leaves out its 422 (ours is a 400).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "The request cannot be answered as sent (the error says why)."},
+    "5XX": {"model": ErrorBody, "description": "A dependency is unavailable (503, with Retry-After) or an internal error."},
+}
+
+
+def error_response(request: Request, status: int, code: str, message: str, retry_after: int | None = None) -> Response:
     """The one error shape of our JSON APIs: {"error": {"code", "message", "request_id"}}."""
     headers = {"Retry-After": str(retry_after)} if retry_after else None
     body = {"error": {"code": code, "message": message, "request_id": request_id(request)}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+# An error's answer in another wire format: (request, status, code, message, retry_after) -> Response.
+ErrorEncoder = Callable[[Request, int, str, str, "int | None"], Response]
+
+
+def install_error_handlers(app: FastAPI, wire_formats: Mapping[str, ErrorEncoder] | None = None) -> None:
+    """Map every error to one answer: our exceptions by their status and code, request validation
+    to 400, unknown paths and methods to 404/405, anything else to 500 (logged with the request id).
+    Paths under a prefix of `wire_formats` answer in that format instead of the JSON error shape."""
+    formats = dict(wire_formats or {})
+
+    def answer(request: Request, status: int, code: str, message: str, retry_after: int | None = None) -> Response:
+        encode = next((e for prefix, e in formats.items() if request.url.path.startswith(prefix)), error_response)
+        return encode(request, status, code, message, retry_after)
+
+    @app.exception_handler(LLMScopeError)
+    async def _known(request: Request, exc: LLMScopeError) -> Response:
+        return answer(request, exc.status, exc.code, exc.message, exc.retry_after)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return answer(request, 400, "bad_request", _describe(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return answer(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s (request id %s)", request.url.path, request_id(request))
+        return answer(request, 500, "internal", "internal error; quote the request id when reporting it")
+
+
+def _describe(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+    return "; ".join(parts) or "invalid request"
+
+
+class Readiness(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a role may add numbers of its own
+
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, bool] = Field(description="Each dependency: whether it answered just now.")
+
+
+Check = Callable[[], Awaitable[bool]]
+
+
+def store_answers(store: Store) -> Check:
+    """A readiness check: the store answers a query now."""
+    return lambda: asyncio.to_thread(store.ping)
+
+
+def install_health(
+    app: FastAPI, checks: Mapping[str, Check], summary: str,
+    extra: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+) -> None:
+    """`/health` (the process answers) and `/ready` (every check passes: 200, else 503). `extra`
+    adds numbers to a ready answer."""
+
+    @app.get("/health", summary="Liveness")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/ready", summary=summary, response_model=None,
+        responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "A dependency does not answer."}},
+    )
+    async def ready() -> JSONResponse:
+        results = {name: await check() for name, check in checks.items()}
+        ok = all(results.values())
+        body: dict[str, Any] = {"status": "ready" if ok else "unavailable", "checks": results}
+        if ok and extra is not None:
+            body.update(await extra())
+        return JSONResponse(body, status_code=200 if ok else 503)
 
 
 async def authenticate(request: Request, resolver: KeyResolver, scope: str) -> Principal:

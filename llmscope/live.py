@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from llmscope.redis import FailOpenRedis
 from llmscope.settings import Settings
 from schemas.live import span_message
 
@@ -172,16 +173,14 @@ class LiveHub:
 
 class RedisLiveHub(LiveHub):
     """Redis pub/sub between worker processes and query replicas. Publishing fails open (logged,
-    then skipped for `backoff_seconds`); the reader reconnects and re-subscribes by itself."""
+    then skipped for a while: llmscope/redis.py); the reader reconnects and re-subscribes by itself."""
 
-    def __init__(self, url: str, prefix: str, backoff_seconds: float = 5.0) -> None:
-        import redis.asyncio as redis
-
+    def __init__(self, url: str, prefix: str) -> None:
         super().__init__()
-        self._redis = redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0)
+        self._redis = FailOpenRedis(
+            url, what="live fan-out", instead="skipping live publishes", log=log, timeout=2.0, connect_timeout=1.0
+        )
         self._prefix = prefix
-        self._backoff = backoff_seconds
-        self._down_until = 0.0
         self._reader: asyncio.Task[None] | None = None
 
     def channel(self, tenant_id: str) -> str:
@@ -191,15 +190,7 @@ class RedisLiveHub(LiveHub):
         return True  # subscribers elsewhere: a replica we cannot see may be watching
 
     async def publish(self, tenant_id: str, messages: list[dict[str, Any]]) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._down_until:
-            return
-        try:
-            await self._redis.publish(self.channel(tenant_id), orjson.dumps(messages))
-        except Exception as exc:  # redis-py raises several families; all mean "not published"
-            if loop.time() >= self._down_until:
-                log.warning("live fan-out (Redis) unavailable, skipping live publishes for %.0fs: %r", self._backoff, exc)
-            self._down_until = loop.time() + self._backoff
+        await self._redis.run(lambda: self._redis.client.publish(self.channel(tenant_id), orjson.dumps(messages)), None)
 
     def _tenant_added(self, tenant_id: str) -> None:
         # The reader applies (un)subscriptions between reads, within `_POLL_SECONDS`.
@@ -223,7 +214,7 @@ class RedisLiveHub(LiveHub):
                 delay = min(5.0, delay * 2)
 
     async def _read(self) -> None:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._redis.client.pubsub(ignore_subscribe_messages=True)
         listening: set[str] = set()
         try:
             while self._subscriptions:
@@ -245,7 +236,7 @@ class RedisLiveHub(LiveHub):
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
-        await self._redis.aclose()
+        await self._redis.close()
 
 
 def _messages_by_tenant(rows_json: bytes) -> dict[str, list[dict[str, Any]]]:

@@ -11,8 +11,8 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from ingest.app import create_ingest_app
-from ingest.auth import KeyResolver, create_key
 from ingest.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from llmscope.auth import KeyResolver, create_key
 from llmscope.broker import EmbeddedBroker
 from llmscope.http import Server, make_server
 from llmscope.kafka import IngestProducer, consumer_lag, ensure_topics
@@ -21,7 +21,7 @@ from llmscope.settings import Settings
 from llmscope.storage import Store, open_store
 from llmscope.storage.migrate import apply_migrations
 from query.app import create_query_app
-from streams.app import create_worker_app
+from streams.worker import create_worker_app
 
 log = logging.getLogger("llmscope")
 
@@ -35,7 +35,7 @@ DRAIN_STALL_SECONDS = 30.0
 class Stopping:
     """SIGINT/SIGTERM handling for a role: the first signal asks for an orderly stop; a second one
     (Ctrl-C pressed again) exits at once, after one line saying what that may lose. Children are
-    started so that they outlive neither this process nor ignore it (see broker.py, streams/app.py)."""
+    started so that they outlive neither this process nor ignore it (see broker.py, streams/cpu_stage.py)."""
 
     def __init__(self, at_once_warning: str) -> None:
         self.event = asyncio.Event()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -134,7 +133,3 @@ def load_settings(**overrides: object) -> Settings:
         name = "LLMSCOPE_" + "_".join(str(p) for p in first["loc"]).upper()
         raise SettingsError(f"invalid setting {name}: {first['msg']}") from None
 
-
-@lru_cache(maxsize=1)
-def settings_from_env() -> Settings:
-    return load_settings()

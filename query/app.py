@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
-from ingest.auth import KeyResolver
+from llmscope.auth import KeyResolver
 from llmscope.docs import install_docs
-from llmscope.errors import LLMScopeError
-from llmscope.http import RequestIdMiddleware, error_response
+from llmscope.http import ERROR_RESPONSES, RequestIdMiddleware, install_error_handlers, install_health, store_answers
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from query import deadletters, metrics, policies, prices, stream, traces, whoami
+from query import deadletters, metrics, pii_settings, prices, stream, traces, whoami
 from query.cache import make_cache
 from query.console import install_console
-
-log = logging.getLogger(__name__)
-
-
-def _describe(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
-        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
-    return "; ".join(parts) or "invalid request"
 
 
 def create_query_app(settings: Settings, store: Store, resolver: KeyResolver, live: LiveHub | None = None) -> FastAPI:
@@ -41,46 +27,20 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver, li
     app.state.settings = settings
     app.state.cache = make_cache(settings)
     app.state.live = live if live is not None else LiveHub()
+    app.state.watermarks = metrics.Watermarks(store)
 
-    @app.exception_handler(LLMScopeError)
-    async def _known(request: Request, exc: LLMScopeError) -> JSONResponse:
-        return error_response(request, exc.status, exc.code, exc.message, exc.retry_after)
+    install_error_handlers(app)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(request, 400, "bad_request", _describe(exc))
+    async def dead_letters() -> dict[str, Any]:
+        try:
+            return {"dead_letters_24h": await asyncio.to_thread(deadletters.recent_count, store)}
+        except StoreError:
+            return {}  # readiness is about the store answering, which it just did; the count is extra
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(request, exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
-        return error_response(request, 500, "internal", "internal error; quote the request id when reporting it")
-
-    @app.get("/health", summary="Liveness")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/ready", summary="Readiness: store reachable; and how many dead letters the last 24 hours parked")
-    async def ready() -> JSONResponse:
-        ok = await asyncio.to_thread(store.ping)
-        body: dict[str, object] = {"status": "ready" if ok else "unavailable", "checks": {"store": ok}}
-        if ok:
-            try:
-                body["dead_letters_24h"] = await asyncio.to_thread(deadletters.recent_count, store)
-            except StoreError:
-                pass  # readiness is about the store answering, which it just did; the count is extra
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    app.include_router(traces.router)
-    app.include_router(metrics.router)
-    app.include_router(prices.router)
-    app.include_router(policies.router)
-    app.include_router(deadletters.router)
-    app.include_router(whoami.router)
+    summary = "Readiness: store reachable; and how many dead letters the last 24 hours parked"
+    install_health(app, {"store": store_answers(store)}, summary, extra=dead_letters)
+    for module in (traces, metrics, prices, pii_settings, deadletters, whoami):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(stream.router)
     install_docs(app)
     install_console(app)

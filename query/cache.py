@@ -1,4 +1,4 @@
-"""Analytics result cache: one interface, an in-process TTL map and a fail-open Redis implementation."""
+"""Analytics result cache: one interface, an in-process TTL map and a Redis one (failing open, llmscope/redis.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from llmscope.redis import FailOpenRedis
 from llmscope.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,45 +116,25 @@ class LocalCache(ResultCache):
 
 
 class RedisCache(ResultCache):
-    """Shared across query replicas. Fails open: if Redis errs, the answer is computed and Redis is
-    left alone for `backoff_seconds`, so an outage costs one short timeout, not one per request."""
+    """Shared across query replicas. Fails open: if Redis errs, the answer is computed (and counted
+    in `stats.errors`)."""
 
-    def __init__(
-        self, url: str, prefix: str, ttl_seconds: float, recent_ttl_seconds: float, backoff_seconds: float = 5.0
-    ) -> None:
-        import redis.asyncio as redis
-
+    def __init__(self, url: str, prefix: str, ttl_seconds: float, recent_ttl_seconds: float) -> None:
         super().__init__(prefix, ttl_seconds, recent_ttl_seconds)
-        self._redis = redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._backoff = backoff_seconds
-        self._down_until = 0.0
+        self._redis = FailOpenRedis(url, what="query cache", instead="computing without it", log=log, on_error=self._failed)
 
     def _failed(self, exc: Exception) -> None:
         self.stats.errors += 1
-        if time.monotonic() >= self._down_until:
-            log.warning("query cache (Redis) unavailable, computing without it: %r", exc)
-        self._down_until = time.monotonic() + self._backoff
 
     async def _get(self, key: str) -> bytes | None:
-        if time.monotonic() < self._down_until:
-            return None
-        try:
-            value = await self._redis.get(key)
-            return value if isinstance(value, bytes) or value is None else value.encode()
-        except Exception as exc:  # redis-py raises several families; all mean "no answer"
-            self._failed(exc)
-            return None
+        value = await self._redis.run(lambda: self._redis.client.get(key), None)
+        return value if isinstance(value, bytes) or value is None else value.encode()
 
     async def _set(self, key: str, value: bytes, ttl: float) -> None:
-        if time.monotonic() < self._down_until:
-            return
-        try:
-            await self._redis.set(key, value, px=max(1, int(ttl * 1000)))
-        except Exception as exc:
-            self._failed(exc)
+        await self._redis.run(lambda: self._redis.client.set(key, value, px=max(1, int(ttl * 1000))), None)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.close()
 
 
 def make_cache(settings: Settings) -> ResultCache:

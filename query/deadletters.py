@@ -18,6 +18,8 @@ from pydantic import BaseModel, Field
 from llmscope.errors import BadRequest
 from llmscope.storage import Store
 from query.deps import Admin, StoreDep
+from query.envelope import Page
+from schemas.times import from_ns
 
 router = APIRouter(prefix="/api/v1/admin/dead-letters", tags=["admin"])
 
@@ -35,9 +37,8 @@ class DeadLetterOut(BaseModel):
     size_bytes: int
 
 
-class DeadLetterPage(BaseModel):
-    data: list[DeadLetterOut]
-    next_cursor: str | None
+class DeadLetterPage(Page[DeadLetterOut]):
+    pass
 
 
 def _cursor(parked_ms: int, message_id: str, item: int) -> str:
@@ -78,7 +79,7 @@ async def list_dead_letters(
     items = [
         DeadLetterOut(
             parked_at=datetime.fromtimestamp(r["parked_ms"] / 1000, timezone.utc),
-            received_at=datetime.fromtimestamp(r["received_ns"] / 1e9, timezone.utc),
+            received_at=from_ns(r["received_ns"]),
             message_id=r["message_id"], item=None if r["item"] < 0 else r["item"],
             trace_id=r["trace_id"] or None, span_id=r["span_id"] or None, format=r["format"], source=r["source"],
             reason=r["reason"], size_bytes=r["size_bytes"],

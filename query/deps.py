@@ -1,16 +1,18 @@
-"""Dependencies every router uses: the caller's tenant (from the API key) and the store."""
+"""Dependencies the routers share: the caller's tenant (from the API key), the store, the time range
+and the span filters."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
 
-from ingest.auth import Principal
+from llmscope.auth import Principal
 from llmscope.errors import BadRequest
 from llmscope.http import authenticate
 from llmscope.storage import Store
+from schemas.times import EARLIEST_QUERY, LATEST_QUERY, utc
 
 
 async def reader(request: Request) -> Principal:
@@ -22,7 +24,8 @@ async def admin(request: Request) -> Principal:
 
 
 def store(request: Request) -> Store:
-    return request.app.state.store  # type: ignore[no-any-return]
+    found: Store = request.app.state.store
+    return found
 
 
 Reader = Annotated[Principal, Depends(reader)]
@@ -30,14 +33,9 @@ Admin = Annotated[Principal, Depends(admin)]
 StoreDep = Annotated[Store, Depends(store)]
 
 
-# DateTime64(9) holds 1900-01-01 to 2262-04-11; nothing we store predates Unix time.
-_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_LATEST = datetime(2262, 4, 11, tzinfo=timezone.utc)
-_OUT_OF_RANGE = "start and end must be between 1970-01-01 and 2262-04-11 (the span store's time range)"
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+_OUT_OF_RANGE = (
+    f"start and end must be between {EARLIEST_QUERY:%Y-%m-%d} and {LATEST_QUERY:%Y-%m-%d} (the span store's time range)"
+)
 
 
 class TimeRange:
@@ -50,12 +48,12 @@ class TimeRange:
     ) -> None:
         try:
             # Converting an offset date at the edge of Python's datetime range overflows.
-            self.end = _utc(end) if end else datetime.now(timezone.utc) + timedelta(minutes=1)
-            self.start = _utc(start) if start else self.end - timedelta(days=1)
+            self.end = utc(end) if end else datetime.now(timezone.utc) + timedelta(minutes=1)
+            self.start = utc(start) if start else self.end - timedelta(days=1)
         except OverflowError:
             raise BadRequest(_OUT_OF_RANGE) from None
         for value in (self.start, self.end):
-            if not _EARLIEST <= value <= _LATEST:
+            if not EARLIEST_QUERY <= value <= LATEST_QUERY:
                 raise BadRequest(_OUT_OF_RANGE)
         if self.start >= self.end:
             raise BadRequest("start must be before end")
@@ -63,3 +61,29 @@ class TimeRange:
     def params(self) -> dict[str, str]:
         fmt = "%Y-%m-%d %H:%M:%S.%f"
         return {"start": self.start.strftime(fmt), "end": self.end.strftime(fmt)}
+
+
+class SpanFilters:
+    """The filters traces and metrics both take; each one given must match. Traces: a trace matches
+    when any of its spans matches each filter, and `status` is the whole trace's. Metrics: the spans
+    counted are those matching every filter."""
+
+    def __init__(
+        self,
+        service: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        operation: str | None = None,
+        status: Literal["ok", "error", "unset"] | None = None,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        prompt_name: str | None = None,
+    ) -> None:
+        self.columns = {
+            "service_name": service, "model": model, "provider": provider, "operation": operation,
+            "status_code": status, "session_id": session_id, "user_id": user_id, "prompt_name": prompt_name,
+        }  # fmt: skip
+
+    def given(self) -> dict[str, str]:
+        """spans-table column -> value, for the filters given."""
+        return {c: v for c, v in self.columns.items() if v is not None}

@@ -1,15 +1,6 @@
 """Analytics API: summary, timeseries and breakdown over rollups (user/session questions over spans).
-
-Each request is answered by one SQL statement that UNIONs disjoint time segments: closed days from
-rollup_day, closed hours from rollup_hour, the rest from rollup_minute, split at the compaction
-watermarks (see streams/compaction.py), so no span is counted twice. A segment level is only used
-when its period fits the requested interval. Filters or group_by on user_id/session_id read the
-spans table (FINAL) instead, because those dimensions are not in the rollup key. Ranges are aligned
-to whole minutes (start down, end up) and the response states the range actually answered;
-timeseries buckets are aligned to the interval since the epoch, so the first one may be partial.
-Percentiles come from merged log histograms and are within `latency_relative_error` of the exact
-value; durations under 1 µs report 0.
-"""
+What answers each question, and how it stays exact, is the planner's (query/analytics.py); these
+routes read the compaction watermarks, run the planned statement, cache the answer and shape it."""
 
 from __future__ import annotations
 
@@ -17,66 +8,44 @@ import asyncio
 import math
 import re
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import polars as pl
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
-from ingest.auth import Principal
+from llmscope.auth import Principal
 from llmscope.errors import BadRequest
 from llmscope.storage import Store
+from query.analytics import (
+    DIMENSIONS,
+    MAX_POINTS,
+    METRICS,
+    QUANTILES,
+    Question,
+    Source,
+    default_interval,
+    empty_frame,
+    finish,
+    plan,
+    question,
+)
 from query.cache import ResultCache
-from query.deps import Reader, StoreDep, TimeRange
-from streams.compaction import EPOCH, read_watermarks
-from streams.rollup import COUNTERS, RELATIVE_ERROR, ROLLUP_DAY, ROLLUP_HOUR, ROLLUP_MINUTE, bucket_sql, quantile_sql
+from query.deps import Reader, SpanFilters, StoreDep, TimeRange
+from query.envelope import Envelope
+from schemas.rollup import COUNTERS, RELATIVE_ERROR, read_watermarks
+from schemas.times import floor_to
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 
-METRICS = ("requests", "errors", "error_rate", "input_tokens", "output_tokens", "cost_usd",
-           "latency_p50", "latency_p95", "latency_p99")
-# API name -> column; the only identifiers ever formatted into SQL besides table names.
-DIMENSIONS = {"model": "model", "provider": "provider", "service": "service_name", "operation": "operation",
-              "prompt": "prompt_name", "user": "user_id", "session": "session_id"}
-RAW_ONLY = {"user", "session"}
-MAX_POINTS = 2000
-TARGET_POINTS = 300
-NICE_INTERVALS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
-_LEVELS = ((ROLLUP_DAY, "day", 86400), (ROLLUP_HOUR, "hour", 3600), (ROLLUP_MINUTE, "minute", 60))
-_FMT = "%Y-%m-%d %H:%M:%S"
-
-
-class Filters:
-    def __init__(
-        self,
-        service: str | None = None,
-        provider: str | None = None,
-        model: str | None = None,
-        status: Literal["ok", "error", "unset"] | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        prompt_name: str | None = None,
-    ) -> None:
-        self.columns = {"service_name": service, "provider": provider, "model": model, "status_code": status,
-                        "prompt_name": prompt_name, "user_id": user_id, "session_id": session_id}
-        self.raw = user_id is not None or session_id is not None
-
-    def given(self) -> dict[str, str]:
-        return {c: v for c, v in self.columns.items() if v is not None}
-
-    def sql(self) -> tuple[str, dict[str, str]]:
-        given = self.given()
-        return "".join(f" AND {c} = {{f_{c}:String}}" for c in given), {f"f_{c}": v for c, v in given.items()}
 
 
 class Summary(BaseModel):
     start: datetime
     end: datetime
-    source: Literal["rollups", "spans"]
+    source: Source
     requests: int
     errors: int
     error_rate: float
@@ -94,9 +63,8 @@ class Summary(BaseModel):
     latency_relative_error: float
 
 
-class SummaryResponse(BaseModel):
-    data: Summary
-    next_cursor: None = None
+class SummaryResponse(Envelope[Summary]):
+    pass
 
 
 class Series(BaseModel):
@@ -110,15 +78,14 @@ class Timeseries(BaseModel):
     interval_seconds: int
     metrics: list[str]
     group_by: str | None
-    source: Literal["rollups", "spans"]
+    source: Source
     latency_relative_error: float
     timestamps: list[datetime]
     series: list[Series]
 
 
-class TimeseriesResponse(BaseModel):
-    data: Timeseries
-    next_cursor: None = None
+class TimeseriesResponse(Envelope[Timeseries]):
+    pass
 
 
 class BreakdownItem(BaseModel):
@@ -140,141 +107,43 @@ class Breakdown(BaseModel):
     end: datetime
     dimension: str
     metric: str
-    source: Literal["rollups", "spans"]
+    source: Source
     latency_relative_error: float
     items: list[BreakdownItem]
 
 
-class BreakdownResponse(BaseModel):
-    data: Breakdown
-    next_cursor: None = None
+class BreakdownResponse(Envelope[Breakdown]):
+    pass
 
 
-@dataclass(frozen=True)
-class Question:
-    tenant: str
-    start: datetime
-    end: datetime
-    filters: Filters
-    interval: int | None  # seconds per bucket; None = one bucket for the whole range
-    group: str | None  # API dimension name
+class Watermarks:
+    """The compaction watermarks of one store, re-read at most every `ttl` seconds: one per app
+    (`app.state.watermarks`). A stale watermark is safe: it only moves forward, and minute rollups
+    cover the gap."""
 
-    @property
-    def raw(self) -> bool:
-        return self.filters.raw or self.group in RAW_ONLY
+    def __init__(self, store: Store, ttl: float = 1.0) -> None:
+        self._store, self._ttl = store, ttl
+        self._marks: dict[str, datetime] = {}
+        self._until = 0.0
 
-
-def _floor(t: datetime, step: int) -> datetime:
-    return datetime.fromtimestamp(int(t.timestamp()) // step * step, timezone.utc)
-
-
-def _ceil(t: datetime, step: int) -> datetime:
-    return datetime.fromtimestamp(-(-math.ceil(t.timestamp()) // step) * step, timezone.utc)
-
-
-def _segments(lo: datetime, hi: datetime, levels: list[tuple[str, str, int, datetime]]) -> list[tuple[str, str, datetime, datetime]]:
-    """Split [lo, hi) into disjoint runs, each answered by the coarsest level that covers it exactly."""
-    if lo >= hi or not levels:
-        return []
-    (table, col, step, watermark), rest = levels[0], levels[1:]
-    a, b = _ceil(lo, step), min(_floor(hi, step), watermark)
-    if a >= b:
-        return _segments(lo, hi, rest)
-    return _segments(lo, a, rest) + [(table, col, a, b)] + _segments(b, hi, rest)
-
-
-_MARKS: dict[int, tuple[float, dict[str, datetime]]] = {}
-MARKS_TTL = 1.0  # seconds; a stale watermark is safe (it only moves forward, minutes cover the gap)
-
-
-async def _watermarks(store: Store) -> dict[str, datetime]:
-    cached = _MARKS.get(id(store))
-    if cached and cached[0] > time.monotonic():
-        return cached[1]
-    marks = {level: covered for level, (covered, _) in (await asyncio.to_thread(read_watermarks, store)).items()}
-    _MARKS[id(store)] = (time.monotonic() + MARKS_TTL, marks)
-    return marks
+    async def get(self) -> dict[str, datetime]:
+        if time.monotonic() >= self._until:
+            marks = await asyncio.to_thread(read_watermarks, self._store)
+            self._marks, self._until = {level: covered for level, (covered, _) in marks.items()}, time.monotonic() + self._ttl
+        return self._marks
 
 
 async def _frame(
-    store: Store, q: Question, order: str = "", limit: int | None = None, latency: bool = True
-) -> tuple[pl.DataFrame, Literal["rollups", "spans"]]:
-    """One row per (t, g): counters, cost, and p50/p95/p99; plus which source answered.
-
-    Merging histograms is the dearest part of the query, so `latency=False` skips it (nulls)."""
-    step = q.interval or 0
-    where, filter_params = q.filters.sql()
-    params: dict[str, Any] = dict(filter_params)
-    params["tenant"] = q.tenant
-    group_col = DIMENSIONS[q.group] if q.group else "''"
-    sums = ", ".join(f"sum({c}) AS {c}" for c in (*COUNTERS, "cost_usd"))
-
-    def bucket(ts: str) -> str:
-        return f"intDiv(toUnixTimestamp({ts}), {step}) * {step}" if step else "0"
-
-    parts = []
-    if q.raw:
-        source: Literal["rollups", "spans"] = "spans"
-        params |= {"lo0": q.start.strftime(_FMT), "hi0": q.end.strftime(_FMT)}
-        parts.append(f"""
-            SELECT {bucket("toDateTime(start_time)")} AS t, {group_col} AS g, count() AS requests,
-                countIf(status_code = 'error') AS errors, sum(input_tokens) AS input_tokens,
-                sum(output_tokens) AS output_tokens, sum(cached_input_tokens) AS cached_input_tokens,
-                sum(cache_write_tokens) AS cache_write_tokens, sum(reasoning_tokens) AS reasoning_tokens,
-                count(s.cost_usd) AS cost_known, sum(duration_ns) AS duration_ns_sum,
-                sum(coalesce(s.cost_usd, toDecimal128(0, 12))) AS cost_usd,
-                {f'sumMap(map({bucket_sql("duration_ns")}, toUInt64(1)))' if latency else "0"} AS latency_hist
-            FROM {store.database}.spans AS s FINAL
-            WHERE tenant_id = {{tenant:String}} AND start_time >= {{lo0:DateTime64(9, 'UTC')}}
-              AND start_time < {{hi0:DateTime64(9, 'UTC')}}{where}
-            GROUP BY t, g""")
-    else:
-        source = "rollups"
-        marks = await _watermarks(store)
-        levels = [(table, col, s, marks.get(col, EPOCH) if col != "minute" else q.end)
-                  for table, col, s in _LEVELS if not step or step % s == 0]
-        for i, (table, col, lo, hi) in enumerate(_segments(q.start, q.end, levels)):
-            params |= {f"lo{i}": lo.strftime(_FMT), f"hi{i}": hi.strftime(_FMT)}
-            parts.append(f"""
-            SELECT {bucket(col)} AS t, {group_col} AS g, {sums}, {"sumMap(latency_hist)" if latency else "0"} AS latency_hist
-            FROM {store.database}.{table} FINAL
-            WHERE tenant_id = {{tenant:String}} AND {col} >= {{lo{i}:DateTime('UTC')}}
-              AND {col} < {{hi{i}:DateTime('UTC')}}{where}
-            GROUP BY t, g""")
-    quantiles = ", ".join(
-        f"{quantile_sql('h', v) if latency else 'CAST(NULL AS Nullable(Float64))'} AS {k}" for k, v in _QUANTILES.items()
-    )
-    sql = f"""
-        {"WITH sumMap(latency_hist) AS h" if latency else ""}
-        SELECT toInt64(t) AS t, toString(g) AS g, {sums}, {quantiles}
-        FROM ({" UNION ALL ".join(parts)})
-        GROUP BY t, g
-        {order} {"LIMIT {limit:UInt32}" if limit else ""}
-    """
-    if limit:
-        params["limit"] = limit
+    request: Request, store: Store, q: Question, order: str = "", limit: int | None = None, latency: bool = True
+) -> tuple[pl.DataFrame, Source]:
+    """One row per (t, g) (see analytics.plan), and which source answered."""
+    marks = await request.app.state.watermarks.get() if not q.raw else {}
+    sql, params, source = plan(q, marks, store.database, order, limit, latency)
     return await store.aquery(sql, params), source
 
 
-def _finish(df: pl.DataFrame) -> pl.DataFrame:
-    """Derived metrics; an empty bucket has zero counts and null latency; unknown cost is null, not 0."""
-    return df.with_columns(
-        error_rate=pl.when(pl.col("requests") > 0).then(pl.col("errors") / pl.col("requests")).otherwise(0.0),
-        cost_usd=pl.when((pl.col("cost_known") > 0) | (pl.col("requests") == 0))
-        .then(pl.col("cost_usd").cast(pl.Float64))
-        .otherwise(None),
-    )
-
-
-_SCHEMA = {**{c: pl.UInt64 for c in COUNTERS}, "cost_usd": pl.Float64, **{k: pl.Float64 for k in _QUANTILES}}
-
-
-def _empty_row() -> dict[str, Any]:
-    return {**{c: 0 for c in COUNTERS}, "cost_usd": 0.0, **{k: None for k in _QUANTILES}}
-
-
-def _question(principal: Principal, window: TimeRange, filters: Filters, interval: int | None, group: str | None) -> Question:
-    return Question(principal.tenant_id, _floor(window.start, 60), _ceil(window.end, 60), filters, interval, group)
+def _question(principal: Principal, window: TimeRange, filters: SpanFilters, interval: int | None, group: str | None) -> Question:
+    return question(principal.tenant_id, window.start, window.end, filters.given(), interval, group)
 
 
 def _parse_interval(text: str) -> int:
@@ -310,17 +179,17 @@ async def _cached(request: Request, tenant: str, endpoint: str, key: dict[str, A
 
 
 def _key(q: Question, **extra: Any) -> dict[str, Any]:
-    return {"start": q.start.isoformat(), "end": q.end.isoformat(), "filters": q.filters.given(), **extra}
+    return {"start": q.start.isoformat(), "end": q.end.isoformat(), "filters": dict(q.filters), **extra}
 
 
 @router.get("/summary", response_model=SummaryResponse, summary="Totals and latency percentiles over a range")
 async def summary(request: Request, principal: Reader, store: StoreDep,
-                  window: Annotated[TimeRange, Depends()], filters: Annotated[Filters, Depends()]) -> Response:
+                  window: Annotated[TimeRange, Depends()], filters: Annotated[SpanFilters, Depends()]) -> Response:
     q = _question(principal, window, filters, None, None)
 
     async def compute() -> bytes:
-        df, source = await _frame(store, q)
-        row = _finish(df if df.height else pl.DataFrame([_empty_row()], schema=_SCHEMA)).to_dicts()[0]
+        df, source = await _frame(request, store, q)
+        row = finish(df if df.height else empty_frame()).to_dicts()[0]
         n = row["requests"]
         data = Summary(
             start=q.start, end=q.end, source=source, requests=n, errors=row["errors"], error_rate=row["error_rate"],
@@ -339,7 +208,7 @@ async def summary(request: Request, principal: Reader, store: StoreDep,
 @router.get("/timeseries", response_model=TimeseriesResponse, summary="Metrics per time bucket, optionally per group")
 async def timeseries(
     request: Request, principal: Reader, store: StoreDep,
-    window: Annotated[TimeRange, Depends()], filters: Annotated[Filters, Depends()],
+    window: Annotated[TimeRange, Depends()], filters: Annotated[SpanFilters, Depends()],
     metric: Annotated[list[str] | None, Query(description=f"Repeatable; one of {', '.join(METRICS)}.")] = None,
     interval: Annotated[str | None, Query(description="Bucket size: seconds or 5m/1h/1d; default ≤300 points.")] = None,
     group_by: Annotated[str | None, Query(description=f"One of {', '.join(DIMENSIONS)}.")] = None,
@@ -351,20 +220,20 @@ async def timeseries(
     if interval is not None:
         step = _parse_interval(interval)
     else:
-        step = next((s for s in NICE_INTERVALS if span / timedelta(seconds=s) <= TARGET_POINTS), NICE_INTERVALS[-1])
+        step = default_interval(span)
     q = _question(principal, window, filters, step, group)
-    first = _floor(q.start, step)
+    first = floor_to(q.start, step)
     points = math.ceil((q.end - first) / timedelta(seconds=step))
     if points > MAX_POINTS:
         raise BadRequest(f"{points} points requested; at most {MAX_POINTS}: widen the interval or narrow the range")
 
     async def compute() -> bytes:
-        df, source = await _frame(store, q, latency=any(m in _QUANTILES for m in metrics))
+        df, source = await _frame(request, store, q, latency=any(m in QUANTILES for m in metrics))
         times = pl.DataFrame({"t": [int(first.timestamp()) + i * step for i in range(points)]}, schema={"t": pl.Int64})
         groups = (df.group_by("g").agg(pl.col("requests").sum().alias("n")).sort(["n", "g"], descending=[True, False])
                   .head(limit).select("g")) if group else pl.DataFrame({"g": [""]})
         grid = times.join(groups, how="cross").join(df, on=["t", "g"], how="left")
-        filled = _finish(grid.with_columns(pl.col(*COUNTERS).fill_null(0), pl.col("cost_usd").cast(pl.Float64).fill_null(0.0)))
+        filled = finish(grid.with_columns(pl.col(*COUNTERS).fill_null(0), pl.col("cost_usd").cast(pl.Float64).fill_null(0.0)))
         series = []
         for (g,), part in filled.sort("t").partition_by("g", as_dict=True, maintain_order=True).items():
             values = {m: part[m].to_list() for m in metrics}
@@ -386,7 +255,7 @@ async def timeseries(
 @router.get("/breakdown", response_model=BreakdownResponse, summary="Top values of a dimension by a metric")
 async def breakdown(
     request: Request, principal: Reader, store: StoreDep,
-    window: Annotated[TimeRange, Depends()], filters: Annotated[Filters, Depends()],
+    window: Annotated[TimeRange, Depends()], filters: Annotated[SpanFilters, Depends()],
     dimension: Annotated[str, Query(description=f"One of {', '.join(DIMENSIONS)}.")] = "model",
     metric: Annotated[str, Query(description=f"Rank by one of {', '.join(METRICS)}.")] = "requests",
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
@@ -399,9 +268,9 @@ async def breakdown(
     order = f"ORDER BY {rank} DESC NULLS LAST, g"
 
     async def compute() -> bytes:
-        df, source = await _frame(store, q, order, limit)
+        df, source = await _frame(request, store, q, order, limit)
         items = []
-        for r in _finish(df).to_dicts():
+        for r in finish(df).to_dicts():
             value = r[metric]
             items.append(BreakdownItem(
                 key=r["g"], value=None if value is None else float(value), requests=r["requests"], errors=r["errors"],

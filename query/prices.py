@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
+import asyncio
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -11,15 +11,19 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmscope.errors import NotFound
-from llmscope.storage import Store
 from query.deps import Admin, Reader, StoreDep, TimeRange
-from streams.cost import PRICE_SOURCE
-from streams.models import normalise_provider
+from query.envelope import Envelope
+from schemas.tenant_settings import (
+    PRICE_COLUMNS,
+    PRICE_SOURCE,
+    override_key,
+    read_price_overrides,
+    write_price_override,
+)
 
 router = APIRouter(prefix="/api/v1/prices", tags=["prices"])
 
 UNKNOWN_LOOKBACK = timedelta(days=30)
-PRICE_COLUMNS = ("input_mtok", "output_mtok", "cached_input_mtok", "cache_write_mtok", "reasoning_mtok")
 # Bounds of the price_overrides columns, Decimal(38, 12): checked here so a bad value is a 400, not a store error.
 Price = Annotated[Decimal, Field(ge=0, max_digits=38, decimal_places=12, description="USD per million tokens.")]
 # Names are matched against span attributes; control characters are never part of one.
@@ -66,19 +70,17 @@ class PriceOverrideOut(BaseModel):
     updated_at: datetime
 
 
+class OverrideResponse(Envelope[PriceOverrideOut]):
+    pass
+
+
 class PriceTable(BaseModel):
     price_table: str = Field(description="The bundled price table spans are costed from without an override.")
     overrides: list[PriceOverrideOut]
 
 
-class PricesResponse(BaseModel):
-    data: PriceTable
-    next_cursor: None = None
-
-
-class OverrideResponse(BaseModel):
-    data: PriceOverrideOut
-    next_cursor: None = None
+class PricesResponse(Envelope[PriceTable]):
+    pass
 
 
 class UnknownModel(BaseModel):
@@ -89,15 +91,8 @@ class UnknownModel(BaseModel):
     last_seen: datetime
 
 
-class UnknownModelsResponse(BaseModel):
-    data: list[UnknownModel]
-    next_cursor: None = None
-
-
-def _key(provider: str | None, model: str) -> tuple[str, str]:
-    # The worker looks overrides up this way (streams.cost.index_overrides); storing the same form
-    # makes `OpenAI/GPT-4o` and `openai/gpt-4o` one row that a later PUT replaces.
-    return normalise_provider(provider or ""), model.strip().lower()
+class UnknownModelsResponse(Envelope[list[UnknownModel]]):
+    pass
 
 
 def _fixed(value: Decimal) -> str:
@@ -122,39 +117,9 @@ def _out(row: dict[str, Any]) -> PriceOverrideOut:
     )
 
 
-async def _overrides(store: Store, tenant: str, key: tuple[str, str] | None = None) -> list[dict[str, Any]]:
-    where, params = "", {"tenant": tenant}
-    if key is not None:
-        where = " AND provider = {provider:String} AND model = {model:String}"
-        params.update(provider=key[0], model=key[1])
-    sql = f"""
-        SELECT provider, model, {", ".join(PRICE_COLUMNS)}, updated_at
-        FROM {store.database}.price_overrides FINAL
-        WHERE tenant_id = {{tenant:String}} AND deleted = 0{where}
-        ORDER BY provider, model
-    """
-    return (await store.aquery(sql, params)).to_dicts()
-
-
-async def _write(store: Store, tenant: str, key: tuple[str, str], prices: dict[str, Any], deleted: bool) -> datetime:
-    """Insert one version of the override; returns its updated_at."""
-    now = time.time_ns()  # the version: the newest write wins in the ReplacingMergeTree
-    row = {
-        "tenant_id": tenant,
-        "provider": key[0],
-        "model": key[1],
-        **{c: None if prices[c] is None else format(prices[c], "f") for c in PRICE_COLUMNS},
-        "deleted": int(deleted),
-        "updated_at": f"{now // 1_000_000_000}.{now // 1_000_000 % 1000:03d}",
-        "version": now,
-    }
-    await store.ainsert_rows(f"{store.database}.price_overrides", [row])
-    return datetime.fromtimestamp(now // 1_000_000 / 1000, tz=UTC)
-
-
 @router.get("", response_model=PricesResponse, summary="The price table in use and this tenant's overrides")
 async def list_prices(principal: Reader, store: StoreDep) -> PricesResponse:
-    rows = await _overrides(store, principal.tenant_id)
+    rows = await asyncio.to_thread(read_price_overrides, store, principal.tenant_id)
     return PricesResponse(data=PriceTable(price_table=PRICE_SOURCE, overrides=[_out(r) for r in rows]))
 
 
@@ -165,9 +130,9 @@ async def list_prices(principal: Reader, store: StoreDep) -> PricesResponse:
     description="Applies to spans the worker processes after its next policy refresh; stored spans keep their cost.",
 )
 async def put_price(body: PriceIn, principal: Admin, store: StoreDep) -> OverrideResponse:
-    key = _key(body.provider, body.model)
+    key = override_key(body.provider, body.model)
     prices = body.model_dump(include=set(PRICE_COLUMNS))
-    updated_at = await _write(store, principal.tenant_id, key, prices, deleted=False)
+    updated_at = await asyncio.to_thread(write_price_override, store, principal.tenant_id, key, prices, False)
     return OverrideResponse(data=_out({"provider": key[0], "model": key[1], "updated_at": updated_at, **prices}))
 
 
@@ -178,13 +143,13 @@ async def delete_price(
     model: Annotated[str, Query(min_length=1, max_length=200, pattern=PRINTABLE)],
     provider: Annotated[str | None, Query(max_length=100, pattern=PRINTABLE, description="As when it was set.")] = None,
 ) -> OverrideResponse:
-    key = _key(provider, model)
-    found = await _overrides(store, principal.tenant_id, key)
+    key = override_key(provider, model)
+    found = await asyncio.to_thread(read_price_overrides, store, principal.tenant_id, key)
     if not found:
         where = f" from provider {key[0]!r}" if key[0] else " without a provider"
         raise NotFound(f"no price override for model {key[1]!r}{where}")
     # The tombstone keeps the prices: the non-null columns need values, and it records what was removed.
-    await _write(store, principal.tenant_id, key, found[0], deleted=True)
+    await asyncio.to_thread(write_price_override, store, principal.tenant_id, key, found[0], True)
     return OverrideResponse(data=_out(found[0]))
 
 
@@ -215,7 +180,7 @@ async def unknown_models(
         WHERE tenant_id = {{tenant:String}}
           AND start_time >= {{start:DateTime64(9, 'UTC')}} AND start_time < {{end:DateTime64(9, 'UTC')}}
           AND model != '' AND cost_usd IS NULL AND (input_tokens > 0 OR output_tokens > 0)
-          -- Counts that break their subset rules are unpriced for that reason (streams/cost.py), not the model.
+          -- Counts that break their subset rules are unpriced for that reason (streams/stages/cost.py), not the model.
           AND cached_input_tokens + cache_write_tokens <= input_tokens AND reasoning_tokens <= output_tokens
         GROUP BY provider, model
         ORDER BY spans DESC, provider, model

@@ -30,7 +30,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from ingest.auth import KeyResolver, Principal, extract_key
+from llmscope.auth import KeyResolver, Principal, extract_key
 from llmscope.errors import LLMScopeError, Unavailable
 from llmscope.live import LiveHub, Subscription
 from llmscope.settings import Settings

@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from llmscope.errors import BadRequest, NotFound
-from query.deps import Reader, StoreDep, TimeRange
+from query.deps import Reader, SpanFilters, StoreDep, TimeRange
+from query.envelope import Envelope, Page
 from schemas.live import content_text
+from schemas.times import from_ns
 
 router = APIRouter(prefix="/api/v1/traces", tags=["traces"])
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -33,9 +35,8 @@ class TraceSummary(BaseModel):
     status: str
 
 
-class TracePage(BaseModel):
-    data: list[TraceSummary]
-    next_cursor: str | None
+class TracePage(Page[TraceSummary]):
+    pass
 
 
 class SpanEventOut(BaseModel):
@@ -80,32 +81,8 @@ class TraceDetail(BaseModel):
     spans: list[SpanOut]
 
 
-class TraceResponse(BaseModel):
-    data: TraceDetail
-    next_cursor: None = None
-
-
-class TraceFilters:
-    def __init__(
-        self,
-        service: str | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        status: Literal["ok", "error", "unset"] | None = None,
-        session_id: str | None = None,
-        user_id: str | None = None,
-        operation: str | None = None,
-    ) -> None:
-        # A trace matches when any of its spans matches each given filter.
-        self.span_filters = {
-            "service_name": service,
-            "model": model,
-            "provider": provider,
-            "session_id": session_id,
-            "user_id": user_id,
-            "operation": operation,
-        }
-        self.status = status
+class TraceResponse(Envelope[TraceDetail]):
+    pass
 
 
 def _encode_cursor(start_ns: int, trace_id: str) -> str:
@@ -123,10 +100,6 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
         raise BadRequest("cursor is not valid; pass next_cursor from a previous page unchanged") from None
 
 
-def _ns_to_dt(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
-
-
 def _money(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
@@ -142,19 +115,19 @@ async def list_traces(
     principal: Reader,
     store: StoreDep,
     window: Annotated[TimeRange, Depends()],
-    filters: Annotated[TraceFilters, Depends()],
+    filters: Annotated[SpanFilters, Depends()],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> TracePage:
     params: dict[str, Any] = {"tenant": principal.tenant_id, **window.params(), "limit": limit + 1}
     having = []
-    for column, value in filters.span_filters.items():
-        if value is not None:
+    for column, value in filters.given().items():
+        if column == "status_code":  # the trace's status: error if any span failed, else ok if any is ok
+            params["status"] = value
+            having.append("status = {status:String}")
+        else:  # a trace matches when any of its spans matches
             params[column] = value
             having.append(f"countIf({column} = {{{column}:String}}) > 0")
-    if filters.status is not None:
-        params["status"] = filters.status
-        having.append("status = {status:String}")
     if cursor:
         params["cursor_ns"], params["cursor_trace"] = _decode_cursor(cursor)
         having.append("(start_ns, trace_id) < ({cursor_ns:Int64}, {cursor_trace:String})")
@@ -185,7 +158,7 @@ async def list_traces(
             trace_id=r["trace_id"],
             root_span_name=r["root_span_name"],
             service=r["service"],
-            start_time=_ns_to_dt(r["start_ns"]),
+            start_time=from_ns(r["start_ns"]),
             duration_ms=(r["end_ns"] - r["start_ns"]) / 1e6,
             span_count=r["span_count"],
             input_tokens=r["input_tokens"],
@@ -227,7 +200,7 @@ async def get_trace(trace_id: str, principal: Reader, store: StoreDep) -> TraceR
             operation=r["operation"],
             model=r["model"],
             provider=r["provider"],
-            start_time=_ns_to_dt(r["start_ns"]),
+            start_time=from_ns(r["start_ns"]),
             duration_ms=r["duration_ns"] / 1e6,
             input_tokens=r["input_tokens"],
             output_tokens=r["output_tokens"],
@@ -255,4 +228,4 @@ async def get_trace(trace_id: str, principal: Reader, store: StoreDep) -> TraceR
 
 def _event(e: Any) -> SpanEventOut:
     values = list(e.values()) if isinstance(e, dict) else list(e)
-    return SpanEventOut(time=_ns_to_dt(values[0]), name=values[1], attributes=_as_dict(values[2]))
+    return SpanEventOut(time=from_ns(values[0]), name=values[1], attributes=_as_dict(values[2]))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from fastapi import APIRouter
 from query.deps import Reader
+from query.envelope import Envelope
 
 router = APIRouter(prefix="/api/v1", tags=["keys"])
 
@@ -16,9 +17,8 @@ class Identity(BaseModel):
     scopes: list[str]
 
 
-class IdentityResponse(BaseModel):
-    data: Identity
-    next_cursor: None = None
+class IdentityResponse(Envelope[Identity]):
+    pass
 
 
 @router.get("/whoami", response_model=IdentityResponse, summary="The tenant and scopes of this API key")

@@ -1,4 +1,5 @@
-"""The SDK event contract: one LLM call (or user span) as posted to `POST /api/v1/events`, and its Span."""
+"""The SDK event contract: one LLM call (or user span) as posted to `POST /api/v1/events` and carried
+on the ingest topic; the worker turns it into a Span (streams/stages/sdk_events.py)."""
 
 from __future__ import annotations
 
@@ -27,20 +28,15 @@ from pydantic import (
 )
 
 from llmscope.errors import BadRequest, PayloadTooLarge
-from schemas.span import Span, SpanEvent, SpanKind
+from schemas.times import EVENT_EARLIEST_NS, EVENT_LATEST_NS, MAX_SPAN_DURATION_NS
 
 DEFAULT_MAX_EVENTS = 1000
 MAX_CONTENT_BYTES = 256 * 1024  # per input/output, as compact JSON; the SDK truncates well below this
 MAX_ERRORS_PER_EVENT = 20  # keeps a rejection response small even for a hopeless event
 
-# Bounds that catch the usual unit mistake (seconds or milliseconds sent as nanoseconds).
-_MIN_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
-_MAX_NS = 4_102_444_800 * 10**9  # 2100-01-01T00:00:00Z
-_MAX_LATENCY_MS = 7 * 24 * 3600 * 1000.0
+_MAX_LATENCY_MS = MAX_SPAN_DURATION_NS / 1e6
 _MAX_TOKENS = 2**32 - 1
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$")
-# LLM inference is a call out of the process (OTel GenAI: CLIENT); agents, tools and user spans are INTERNAL.
-_CLIENT_OPERATIONS = frozenset({"chat", "completion", "text_completion", "embeddings", "generate_content"})
 
 
 def _to_unix_ns(value: Any) -> Any:
@@ -65,7 +61,7 @@ def _to_unix_ns(value: Any) -> Any:
         ns = _datetime_ns(dt, int((frac or "0").ljust(9, "0")))
     else:
         raise ValueError(f"must be an RFC 3339 date-time string or Unix nanoseconds, not {type(value).__name__}")
-    if not _MIN_NS <= ns < _MAX_NS:
+    if not EVENT_EARLIEST_NS <= ns < EVENT_LATEST_NS:
         raise ValueError(f"{ns} is outside 2000-01-01..2100-01-01 in Unix nanoseconds (seconds or milliseconds sent?)")
     return ns
 
@@ -104,7 +100,7 @@ UnixNanos = Annotated[
     BeforeValidator(_to_unix_ns),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": _MIN_NS}],
+            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": EVENT_EARLIEST_NS}],
             "description": "RFC 3339 date-time with offset, or Unix nanoseconds (integer).",
         }
     ),
@@ -312,71 +308,6 @@ def validate_batch(payload: Any, max_events: int = DEFAULT_MAX_EVENTS) -> tuple[
         first_index[event.id] = i
         good.append(event)
     return good, bad
-
-
-def event_to_span(event: LLMEvent, tenant_id: str) -> Span:
-    """The stored span of one event: typed columns for what is queried, `llmscope.*` attributes for the rest."""
-    end_ns = event.end_ns
-    attributes = {"llmscope.event_id": event.id}
-    if event.input is not None:
-        attributes["llmscope.prompt"] = content_json(event.input)
-    if event.output is not None:
-        attributes["llmscope.completion"] = content_json(event.output)
-    if event.tags:
-        attributes["llmscope.tags"] = json.dumps(event.tags, ensure_ascii=False)
-    for key, value in event.metadata.items():
-        if value is not None:
-            attributes[f"llmscope.metadata.{key}"] = _scalar_text(value)
-    events: list[SpanEvent] = []
-    if event.error is not None:
-        if event.error.type:
-            attributes["error.type"] = event.error.type
-        events.append(
-            SpanEvent(
-                time_ns=end_ns,
-                name="exception",
-                attributes={"exception.type": event.error.type, "exception.message": event.error.message},
-            )
-        )
-    service = event.service_name or "unknown_service"
-    kind: SpanKind = "client" if event.operation in _CLIENT_OPERATIONS else "internal"
-    return Span(
-        tenant_id=tenant_id,
-        trace_id=event.trace_id or derived_trace_id(event.id),
-        span_id=event.span_id or derived_span_id(event.id),
-        parent_span_id=event.parent_span_id or "",
-        name=event.name or f"{event.operation} {event.model}".strip(),
-        kind=kind,
-        service_name=service,
-        start_time_ns=event.timestamp,
-        end_time_ns=end_ns,
-        status_code=event.status,
-        status_message=event.error.message if event.error else "",
-        operation=event.operation,
-        provider=event.provider,
-        request_model=event.model,
-        response_model=event.response_model,
-        input_tokens=event.input_tokens,
-        output_tokens=event.output_tokens,
-        cached_input_tokens=event.cached_input_tokens,
-        cache_write_tokens=event.cache_write_tokens,
-        reasoning_tokens=event.reasoning_tokens,
-        session_id=event.session_id,
-        user_id=event.user_id,
-        prompt_name=event.prompt_name,
-        prompt_version=event.prompt_version,
-        finish_reasons=list(event.finish_reasons),
-        attributes=attributes,
-        resource_attributes={"service.name": service},
-        events=events,
-        source="sdk",
-    )
-
-
-def _scalar_text(value: str | int | float | bool) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else repr(value)
 
 
 if __name__ == "__main__":  # regenerate the committed JSON Schema: python -m schemas.event

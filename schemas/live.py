@@ -23,7 +23,7 @@ PREVIEW_CHARS = 200
 CONTENT_CHARS = 16_000  # the trace view's full text, capped: attributes may hold 32 KB each
 _TRUNCATED = "…"
 
-# Where instrumentations put the text, in precedence order (the keys streams/normalise.py and the
+# Where instrumentations put the text, in precedence order (the keys streams/stages/normalise.py and the
 # PII scanner know): OTel GenAI (current and legacy), OpenLLMetry's indexed form, OpenInference, our SDK.
 _INPUT_KEYS = ("gen_ai.input.messages", "gen_ai.prompt", "input.value", "llmscope.prompt")
 _OUTPUT_KEYS = ("gen_ai.output.messages", "gen_ai.completion", "output.value", "llmscope.completion")

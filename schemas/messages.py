@@ -24,6 +24,7 @@ FORMAT_SDK_EVENTS = "sdk-events-v1"  # a JSON array of validated LLMEvent object
 # Dead-letter messages keep the original value and headers and add:
 HEADER_DLQ_REASON = "llmscope-dlq-reason"
 HEADER_DLQ_SOURCE = "llmscope-dlq-source"  # "topic/partition/offset"
+HEADER_DLQ_ITEM = "llmscope-dlq-item"  # the span or event's index in its message; -1: the whole message
 
 
 def new_message_id() -> str:

@@ -37,62 +37,30 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from llmscope.storage import Store
-from schemas.times import utc
-from streams.rollup import (
+from schemas.rollup import (
     COUNTERS,
     DIMENSIONS,
     ROLLUP_DAY,
     ROLLUP_DIRTY,
     ROLLUP_HOUR,
     ROLLUP_MINUTE,
-    ROLLUP_WATERMARK,
+    read_watermarks,
     span_aggregates_sql,
+    write_watermark,
 )
+from schemas.times import EPOCH, floor_day, floor_hour, utc
 
 log = logging.getLogger(__name__)
 
 SCAN_SLACK = timedelta(minutes=10)
 MARK_SLACK = timedelta(minutes=5)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
 _FMT = "%Y-%m-%d %H:%M:%S"
 _VALUES = (*COUNTERS, "cost_usd", "latency_hist")
 
 
-def floor_hour(t: datetime) -> datetime:
-    return utc(t).replace(minute=0, second=0, microsecond=0)
-
-
-def floor_day(t: datetime) -> datetime:
-    return floor_hour(t).replace(hour=0)
-
-
-def read_watermarks(store: Store) -> dict[str, tuple[datetime, datetime]]:
-    """level -> (covered_until, scanned_at); missing levels are absent (nothing compacted yet)."""
-    df = store.query(
-        f"SELECT level, toUnixTimestamp(covered_until) AS covered, toUnixTimestamp64Micro(scanned_at) AS scanned "
-        f"FROM {store.database}.{ROLLUP_WATERMARK} FINAL"
-    )
-    return {
-        r["level"]: (
-            datetime.fromtimestamp(r["covered"], timezone.utc),
-            datetime.fromtimestamp(r["scanned"] / 1e6, timezone.utc),
-        )
-        for r in df.to_dicts()
-    }
-
-
 def _server_now_us(store: Store) -> int:
     return int(store.query("SELECT toUnixTimestamp64Micro(now64(6)) AS t")["t"][0])
-
-
-def _set_watermark(store: Store, level: str, covered: datetime, scanned_at_us: int) -> None:
-    store.command(
-        f"INSERT INTO {store.database}.{ROLLUP_WATERMARK} (level, covered_until, scanned_at, version) "
-        "SELECT {level:String}, {covered:DateTime('UTC')}, fromUnixTimestamp64Micro({scanned:Int64}, 'UTC'), "
-        "toUnixTimestamp64Micro(now64(6))",
-        {"level": level, "covered": covered.strftime(_FMT), "scanned": scanned_at_us},
-    )
 
 
 def _replace_sql(db: str, target: str, time_col: str, new_rows: str, where_target: str) -> str:
@@ -176,7 +144,7 @@ class MinuteCompactor:
         for tenant, minutes in by_tenant.items():
             recompute_minutes(self.store, [tenant], minutes)
         scan_started = datetime.fromtimestamp(scan_started_us / 1e6, timezone.utc)
-        _set_watermark(self.store, "minute", scan_started, scan_started_us)
+        write_watermark(self.store, "minute", scan_started, scan_started_us)
         self.folded.update({r["batch"]: datetime.fromtimestamp(r["at"] / 1e6, timezone.utc) for r in fresh})
         horizon = scan_started - 2 * MARK_SLACK
         self.folded = {b: at for b, at in self.folded.items() if at >= horizon}
@@ -235,7 +203,7 @@ def compact(store: Store, now: datetime, lateness: timedelta) -> None:
     )
     hours = [datetime.fromtimestamp(h, timezone.utc) for h in changed["h"].to_list()] if changed.height else []
     _recompute_level(store, ROLLUP_HOUR, ROLLUP_MINUTE, "hour", "minute", "toStartOfHour", _ranges(hours, _HOUR))
-    _set_watermark(store, "hour", hour_hi, scan_started_us)
+    write_watermark(store, "hour", hour_hi, scan_started_us)
 
     # Days: those touched by a recomputed hour, plus days that closed since the last run.
     days = {floor_day(h) for h in hours if h < day_hi}
@@ -248,5 +216,5 @@ def compact(store: Store, now: datetime, lateness: timedelta) -> None:
         if closed.height:
             days |= {datetime.fromtimestamp(d, timezone.utc) for d in closed["d"].to_list()}
     _recompute_level(store, ROLLUP_DAY, ROLLUP_HOUR, "day", "hour", "toStartOfDay", _ranges(days, _DAY))
-    _set_watermark(store, "day", day_hi, scan_started_us)
+    write_watermark(store, "day", day_hi, scan_started_us)
     log.info("compacted %d hour(s) and %d day(s); covered to %s / %s", len(hours), len(days), hour_hi, day_hi)

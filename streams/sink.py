@@ -1,4 +1,5 @@
-"""The ClickHouse sink: one INSERT per batch and table, idempotent, retried until it lands.
+"""The store sink: one INSERT per batch and table (spans, dead letters, rollup marks), idempotent,
+retried until it lands.
 
 Delivery is at-least-once and clients retry, so the same span can arrive many times. The spans
 table replaces rows with the same (tenant, start minute, trace, span) key, so reads with FINAL see
@@ -36,9 +37,12 @@ class SinkHealth:
         return self.failing_writes == 0
 
 
-class SpanSink:
+class StoreSink:
+    """Every write of the spans agent goes through here: spans, then dead letters and rollup marks."""
+
     def __init__(self, store: Store, *, max_backoff: float = 10.0) -> None:
         self._store = store
+        self.database = store.database
         self._table = f"{store.database}.spans"
         self._max_backoff = max_backoff
         self.health = SinkHealth()

@@ -14,16 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.auth import KeyResolver, create_key
+from llmscope.auth import KeyResolver, create_key
 from llmscope.broker import EmbeddedBroker, free_port
 from llmscope.kafka import ensure_topics
 from llmscope.settings import Settings, load_settings
 from llmscope.storage import Store, open_store
 from llmscope.storage.migrate import apply_migrations
 from query.app import create_query_app
+from streams.sink import StoreSink
+from streams.worker import create_worker_app
 from tests.processes import kill_all, mark_session, marked
-from streams.app import create_worker_app
-from streams.sink import SpanSink
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -112,7 +112,7 @@ async def query_client(settings: Settings, store: Store) -> AsyncIterator[httpx.
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings, store: Store) -> AsyncIterator[SpanSink]:
+async def running_worker(settings: Settings, store: Store) -> AsyncIterator[StoreSink]:
     """The Faust worker in this process, consuming the settings' topics until the block ends."""
     await ensure_topics(settings)
     app, sink = create_worker_app(settings, store)

@@ -54,11 +54,6 @@ class Store(abc.ABC):
     async def aquery(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         return await asyncio.to_thread(self.query, sql, params)
 
-    async def ainsert_rows(
-        self, table: str, rows: Sequence[Mapping[str, Any]], dedup_token: str | None = None
-    ) -> None:
-        await asyncio.to_thread(self.insert_rows, table, rows, dedup_token)
-
     def ping(self) -> bool:
         try:
             self.query_arrow("SELECT 1")

@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from ingest.app import create_ingest_app
-from ingest.auth import KeyResolver
 from ingest.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from llmscope.auth import KeyResolver
 from llmscope.kafka import IngestProducer, ensure_topics
 from llmscope.settings import Settings
 from llmscope.storage import Store

@@ -7,6 +7,7 @@ import json
 import time
 import zlib
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from google.rpc import status_pb2
@@ -15,7 +16,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from ingest.auth import create_key
+from ingest.app import create_ingest_app
+from llmscope.auth import KeyResolver, create_key
+from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.messages import FORMAT_OTLP_TRACES, HEADER_FORMAT, HEADER_TENANT
@@ -247,3 +250,29 @@ async def test_health_and_ready(ingest) -> None:
     assert (await ingest.get("/health")).json() == {"status": "ok"}
     ready = await ingest.get("/ready")
     assert ready.status_code == 200 and ready.json()["checks"] == {"broker": True, "store": True}
+
+
+async def test_unknown_paths_get_the_error_shape_and_otlp_paths_a_status_in_their_encoding(ingest) -> None:
+    r = await ingest.get("/nowhere", headers={"x-request-id": "rid-1"})
+    assert r.status_code == 404 and r.json() == {"error": {"code": "not_found", "message": "Not Found", "request_id": "rid-1"}}
+    r = await ingest.post("/v1/logs", content=b"\x00", headers=PB)  # a signal this ingest does not take
+    assert r.status_code == 404 and r.headers["content-type"] == "application/x-protobuf"
+    assert status_pb2.Status.FromString(r.content).code == 5  # NOT_FOUND
+    r = await ingest.post("/v1/logs", content=b"{}", headers=JS)
+    assert r.status_code == 404 and r.json()["code"] == 5
+
+
+async def test_an_unexpected_error_is_a_500_in_the_paths_own_shape(settings: Settings, store: Store, tenant_keys) -> None:
+    class Broken:
+        async def acquire(self, tenant_id: str, key_id: str) -> None:
+            raise RuntimeError("a bug")
+
+    producer = IngestProducer(settings)
+    app = create_ingest_app(settings, store, producer, KeyResolver(store, 30.0), Broken())
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        events = await client.post("/api/v1/events", json={"id": "e1", "timestamp": NOW}, headers=auth(tenant_keys["a"]))
+        traces = await client.post("/v1/traces", content=b"", headers={**PB, **auth(tenant_keys["a"])})
+    await producer.close()
+    assert events.status_code == 500 and events.json()["error"]["code"] == "internal"
+    assert traces.status_code == 500 and status_pb2.Status.FromString(traces.content).code == 13  # INTERNAL

@@ -15,6 +15,7 @@ from ingest.otlp_validate import validate_spans
 from llmscope.errors import BadRequest, UnsupportedMediaType
 
 NOW = 1_544_712_700_000_000_000
+RETENTION = 30 * 86_400 * 1_000_000_000  # the settings' default retention
 JSON = "application/json"
 PROTO = "application/x-protobuf"
 
@@ -96,14 +97,14 @@ def test_bad_hex_trace_id_rejects_only_that_span(bad_id: object) -> None:
     good = _span_json()
     bad = _span_json(traceId=bad_id, spanId="EEE19B7EC3C1B175")
     req = decode_traces(_body(good, bad), JSON)
-    result = validate_spans(req, now_ns=NOW)
+    result = validate_spans(req, now_ns=NOW, max_past_ns=RETENTION)
     assert (result.accepted, result.rejected) == (1, 1)
     assert "trace_id" in result.error_message
 
 
 def test_bad_hex_parent_span_id_rejects_that_span_instead_of_making_it_a_root() -> None:
     req = decode_traces(_body(_span_json(parentSpanId="XYZXYZXYZXYZXYZX")), JSON)
-    result = validate_spans(req, now_ns=NOW)
+    result = validate_spans(req, now_ns=NOW, max_past_ns=RETENTION)
     assert (result.accepted, result.rejected) == (0, 1)
     assert "parent_span_id" in result.error_message
 

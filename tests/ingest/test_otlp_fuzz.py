@@ -16,9 +16,10 @@ from ingest.decompress import decompress
 from ingest.otlp_codec import decode_traces
 from ingest.otlp_validate import split_request, validate_spans
 from llmscope.errors import LLMScopeError
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 
 NOW = 1_800_000_000_000_000_000
+RETENTION = 30 * 86_400 * 1_000_000_000  # the settings' default retention
 JSON = "application/json"
 PROTO = "application/x-protobuf"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -57,7 +58,7 @@ def _pipeline(body: bytes, content_type: str) -> None:
     except LLMScopeError:
         return
     normalise(req, "fuzz")  # promised only for validated requests, but cheap to hold it to more
-    result = validate_spans(req, now_ns=NOW)
+    result = validate_spans(req, now_ns=NOW, max_past_ns=RETENTION)
     for span in normalise(result.request, "fuzz"):
         orjson.dumps(span.to_row(NOW))
     for chunk in split_request(result.request, 512):
@@ -283,7 +284,7 @@ def _deep_nesting_status(opener: str, depth: int) -> int:
 def _status(body: bytes, content_type: str) -> int:
     """What POST /v1/traces answers for this body: the LLMScopeError's status (ingest.app maps it), else 200."""
     try:
-        validate_spans(decode_traces(body, content_type), now_ns=NOW)
+        validate_spans(decode_traces(body, content_type), now_ns=NOW, max_past_ns=RETENTION)
     except LLMScopeError as e:
         return e.status
     return 200
@@ -379,7 +380,7 @@ def test_truncated_compressed_bodies_never_raise_anything_else(encoding: str, da
 
 def test_valid_bodies_survive_the_pipeline() -> None:
     for body, content_type in ((VALID_JSON, JSON), (VALID_PROTO, PROTO)):
-        result = validate_spans(decode_traces(body, content_type), now_ns=NOW)
+        result = validate_spans(decode_traces(body, content_type), now_ns=NOW, max_past_ns=RETENTION)
         (span,) = normalise(result.request, "t")
         assert (span.input_tokens, span.provider, span.finish_reasons) == (12, "openai", ["stop"])
 

@@ -14,6 +14,7 @@ from ingest.otlp_validate import split_request, validate_spans
 NOW = 1_800_000_000_000_000_000
 SECOND = 1_000_000_000
 DAY = 86_400 * SECOND
+RETENTION = 30 * DAY  # the settings' default retention: how far back spans are accepted
 
 
 def _span(**fields: object) -> trace_pb2.Span:
@@ -48,7 +49,7 @@ def _span_ids(req: ExportTraceServiceRequest) -> list[bytes]:
 
 def test_all_valid_spans_are_accepted_and_request_returned_unchanged() -> None:
     req = _request([[_span(), _span()]], [[_span()]])
-    result = validate_spans(req, now_ns=NOW)
+    result = validate_spans(req, now_ns=NOW, max_past_ns=RETENTION)
     assert (result.accepted, result.rejected, result.error_message) == (3, 0, "")
     assert result.request is req
 
@@ -73,7 +74,7 @@ def test_all_valid_spans_are_accepted_and_request_returned_unchanged() -> None:
 )
 def test_invalid_span_is_rejected_with_a_reason(fields: dict, reason: str) -> None:
     req = _request([[_span(), _span(**fields)]])
-    result = validate_spans(req, now_ns=NOW)
+    result = validate_spans(req, now_ns=NOW, max_past_ns=RETENTION)
     assert (result.accepted, result.rejected) == (1, 1)
     assert result.error_message.startswith("rejected 1 of 2 spans: 1 with ")
     assert reason in result.error_message
@@ -81,20 +82,20 @@ def test_invalid_span_is_rejected_with_a_reason(fields: dict, reason: str) -> No
 
 
 def test_empty_parent_span_id_is_a_valid_root() -> None:
-    assert validate_spans(_request([[_span(parent_span_id=b"")]]), now_ns=NOW).rejected == 0
+    assert validate_spans(_request([[_span(parent_span_id=b"")]]), now_ns=NOW, max_past_ns=RETENTION).rejected == 0
 
 
 def test_time_bounds_are_configurable() -> None:
     req = _request([[_span(start_time_unix_nano=NOW - 2 * DAY)]])
     assert validate_spans(req, now_ns=NOW, max_past_ns=DAY).rejected == 1
     req = _request([[_span(start_time_unix_nano=NOW + 10 * SECOND, end_time_unix_nano=NOW + 11 * SECOND)]])
-    result = validate_spans(req, now_ns=NOW, max_future_ns=SECOND)
+    result = validate_spans(req, now_ns=NOW, max_past_ns=RETENTION, max_future_ns=SECOND)
     assert result.rejected == 1 and "more than 1 second in the future" in result.error_message
 
 
 def test_error_message_counts_reasons_most_common_first() -> None:
     spans = [_span(trace_id=b""), _span(trace_id=b""), _span(start_time_unix_nano=0)] + [_span() for _ in range(7)]
-    result = validate_spans(_request([spans]), now_ns=NOW)
+    result = validate_spans(_request([spans]), now_ns=NOW, max_past_ns=RETENTION)
     assert result.error_message == (
         "rejected 3 of 10 spans: 2 with invalid trace_id (must be 16 non-zero bytes), "
         "1 with missing start_time_unix_nano"
@@ -103,14 +104,14 @@ def test_error_message_counts_reasons_most_common_first() -> None:
 
 def test_error_message_stays_under_one_kib() -> None:
     spans = [_span(trace_id=b"")] * 5000 + [_span(span_id=b"")] + [_span(start_time_unix_nano=0)]
-    result = validate_spans(_request([spans]), now_ns=NOW)
+    result = validate_spans(_request([spans]), now_ns=NOW, max_past_ns=RETENTION)
     assert result.rejected == 5002 and len(result.error_message.encode()) <= 1024
 
 
 def test_rejections_drop_empty_scope_and_resource_entries_and_keep_context() -> None:
     keep = _span()
     req = _request([[_span(trace_id=b"")], [keep]], [[_span(span_id=b"")]])
-    result = validate_spans(req, now_ns=NOW)
+    result = validate_spans(req, now_ns=NOW, max_past_ns=RETENTION)
     assert (result.accepted, result.rejected) == (1, 2)
     (rs,) = result.request.resource_spans
     (ss,) = rs.scope_spans
@@ -122,19 +123,19 @@ def test_rejections_drop_empty_scope_and_resource_entries_and_keep_context() -> 
 def test_validation_does_not_modify_the_input_request() -> None:
     req = _request([[_span(trace_id=b""), _span()]])
     before = req.SerializeToString()
-    validate_spans(req, now_ns=NOW)
+    validate_spans(req, now_ns=NOW, max_past_ns=RETENTION)
     assert req.SerializeToString() == before
 
 
 def test_empty_entries_are_dropped_even_when_every_span_is_valid() -> None:
     req = _request([[], [_span()]], [])
-    result = validate_spans(req, now_ns=NOW)
+    result = validate_spans(req, now_ns=NOW, max_past_ns=RETENTION)
     assert result.accepted == 1 and len(result.request.resource_spans) == 1
     assert len(result.request.resource_spans[0].scope_spans) == 1
 
 
 def test_empty_request_validates_to_nothing() -> None:
-    result = validate_spans(ExportTraceServiceRequest(), now_ns=NOW)
+    result = validate_spans(ExportTraceServiceRequest(), now_ns=NOW, max_past_ns=RETENTION)
     assert (result.accepted, result.rejected, result.error_message) == (0, 0, "")
 
 

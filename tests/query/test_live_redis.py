@@ -9,7 +9,7 @@ import uuid
 import orjson
 
 from llmscope.live import LiveHub, RedisLiveHub, Subscription
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -28,7 +28,7 @@ async def _next(sub: Subscription) -> list[str]:
 async def _subscribed(hub: RedisLiveHub, publisher: RedisLiveHub, tenant: str) -> None:
     """Wait until the replica's reader has subscribed (it applies changes between polls)."""
     for _ in range(100):
-        if (await publisher._redis.pubsub_numsub(hub.channel(tenant)))[0][1] >= 1:
+        if (await publisher._redis.client.pubsub_numsub(hub.channel(tenant)))[0][1] >= 1:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("replica never subscribed")

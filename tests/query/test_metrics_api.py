@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -13,23 +12,24 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from ingest.auth import KeyResolver, create_key
+from llmscope.auth import KeyResolver, create_key
 from llmscope.settings import Settings, load_settings
 from llmscope.storage import Store
 from query.app import create_query_app
 from query.cache import LocalCache, NullCache, RedisCache, make_cache
-from query.metrics import _segments
+from query.analytics import segments
+from schemas.rollup import RELATIVE_ERROR, histogram_of, quantile_from_histogram, read_watermarks
 from schemas.span import Span
-from streams.compaction import compact, floor_day, read_watermarks
-from streams.rollup import RELATIVE_ERROR, histogram_of, quantile_from_histogram
+from schemas.times import floor_day
+from streams.compaction import compact
+from tests.schemas.test_rollup import exact_quantile, make_span
 from tests.streams.test_compaction import store_spans
-from tests.streams.test_rollup import exact_quantile, make_span
 
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
 D0 = floor_day(NOW) - timedelta(days=2)  # two closed days, then today
 URL = "/api/v1/metrics"
 FIELDS = {"service": "service_name", "provider": "provider", "model": "model", "status": "status_code",
-          "user_id": "user_id", "session_id": "session_id", "prompt_name": "prompt_name"}
+          "user_id": "user_id", "session_id": "session_id", "prompt_name": "prompt_name", "operation": "operation"}
 MODELS = {"gpt-4o": "openai", "claude-3-5-sonnet": "anthropic"}
 NO_COST_HOUR = D0 + timedelta(hours=5)
 
@@ -50,6 +50,7 @@ def _spans_a(rng: random.Random) -> list[Span]:
         spans.append(make_span(
             "metrics-a", i, start, int(rng.lognormvariate(20.5, 1.2)),
             service_name=rng.choice(["chat-api", "batch"]), provider=MODELS[model], request_model=model,
+            operation="embeddings" if i % 5 == 0 else "chat",
             status_code=rng.choice(["ok", "ok", "ok", "error", "unset"]), input_tokens=rng.randrange(10, 4000),
             output_tokens=rng.randrange(1, 800), cost_usd=None if no_cost or rng.random() < 0.1
             else Decimal(rng.randrange(10**13)) / Decimal(10**17),
@@ -134,7 +135,7 @@ async def test_summary_over_all_levels_equals_hand_sums(api, store, seeded, keys
     marks = {level: covered for level, (covered, _) in read_watermarks(store).items()}
     levels = [("rollup_day", "day", 86400, marks["day"]), ("rollup_hour", "hour", 3600, marks["hour"]),
               ("rollup_minute", "minute", 60, hi)]
-    assert {s[0] for s in _segments(lo, hi, levels)} == {"rollup_day", "rollup_hour", "rollup_minute"}
+    assert {s[0] for s in segments(lo, hi, levels)} == {"rollup_day", "rollup_hour", "rollup_minute"}
 
 
 async def test_random_ranges_are_never_double_counted(api, seeded, keys) -> None:
@@ -151,18 +152,19 @@ def test_segments_are_disjoint_and_use_the_coarsest_level() -> None:
     t = lambda d, h, m=0: datetime(2025, 1, d, h, m, tzinfo=timezone.utc)  # noqa: E731
     levels = [("rollup_day", "day", 86400, t(4, 0)), ("rollup_hour", "hour", 3600, t(5, 12)),
               ("rollup_minute", "minute", 60, t(5, 13, 12))]
-    got = [(table, lo, hi) for table, _, lo, hi in _segments(t(1, 10, 7), t(5, 13, 12), levels)]
+    got = [(table, lo, hi) for table, _, lo, hi in segments(t(1, 10, 7), t(5, 13, 12), levels)]
     assert got == [("rollup_minute", t(1, 10, 7), t(1, 11)), ("rollup_hour", t(1, 11), t(2, 0)),
                    ("rollup_day", t(2, 0), t(4, 0)), ("rollup_hour", t(4, 0), t(5, 12)),
                    ("rollup_minute", t(5, 12), t(5, 13, 12))]
     # Nothing compacted yet: all minutes.
     empty = [(lv[0], lv[1], lv[2], datetime(1970, 1, 1, tzinfo=timezone.utc)) for lv in levels[:2]] + [levels[2]]
-    assert [s[0] for s in _segments(t(1, 10, 7), t(5, 13, 12), empty)] == ["rollup_minute"]
+    assert [s[0] for s in segments(t(1, 10, 7), t(5, 13, 12), empty)] == ["rollup_minute"]
 
 
 @pytest.mark.parametrize("filters", [
     {"model": "gpt-4o"}, {"provider": "anthropic"}, {"service": "batch"}, {"status": "error"},
     {"prompt_name": "summarise"}, {"user_id": "u1"}, {"session_id": "s2"}, {"model": "gpt-4o", "status": "ok", "user_id": "u3"},
+    {"operation": "embeddings"}, {"operation": "chat", "session_id": "s1"},
 ])
 async def test_filters(api, seeded, keys, filters) -> None:
     lo, hi = D0, NOW + timedelta(minutes=1)

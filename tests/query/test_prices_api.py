@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 from typing import Any
@@ -10,10 +11,10 @@ import httpx
 import pytest
 
 from llmscope.storage import Store
-from streams.cost import PRICE_SOURCE, PriceOverride
-from streams.enrich import EnrichmentPolicy, enrich
-from streams.normalise import normalise
-from streams.policies import load_policies
+from schemas.tenant_settings import PRICE_SOURCE, PriceOverride
+from streams.policy_cache import load_policies
+from streams.stages.enrich import EnrichmentPolicy, enrich
+from streams.stages.normalise import normalise
 from tests.conftest import bearer
 from tests.otlp_factory import llm_span, request_of
 
@@ -58,7 +59,7 @@ async def test_put_stores_exact_decimals_canonically_and_the_worker_loads_them(a
     assert {k: stored[k] for k in expected} == expected
     listed = (await api.get("/api/v1/prices", headers=keys["a_read"])).json()["data"]["overrides"]
     assert [{k: o[k] for k in expected} for o in listed] == [expected]
-    # What the worker reads on its next refresh (streams.policies) is the same override, exactly.
+    # What the worker reads on its next refresh (streams.policy_cache) is the same override, exactly.
     assert load_policies(store, settings).prices["prices-a"] == [
         PriceOverride(model="gpt-4o", provider="openai", input_mtok=Decimal("1.1"),
                       output_mtok=Decimal("4.000000000001"), cached_input_mtok=Decimal("0.55"))
@@ -182,7 +183,7 @@ async def seeded_unknown(store: Store) -> None:
     rows = _rows(t, specs) + _rows("prices-a", [{"model": "acme-frontier-9000", "provider": "acme"}])
     # Only the first five have usage and a consistent count; of those only gpt-4o has a price.
     assert [r["cost_usd"] is None for r in rows] == [True, True, True, True, False, True, True, True]
-    await store.ainsert_rows(f"{store.database}.spans", rows, "seed-prices-unknown")
+    await asyncio.to_thread(store.insert_rows, f"{store.database}.spans", rows, "seed-prices-unknown")
 
 
 async def test_unknown_models_are_counted_and_listed_most_spans_first(api, keys, seeded_unknown) -> None:

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from ingest.auth import KeyResolver, create_key
+from llmscope.auth import KeyResolver, create_key
 from llmscope.broker import free_port
 from llmscope.http import make_server
 from llmscope.live import LiveHub
@@ -23,7 +23,7 @@ from llmscope.settings import Settings
 from llmscope.storage import Store
 from query import stream
 from query.app import create_query_app
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
 
@@ -216,6 +216,6 @@ async def test_a_revoked_key_loses_its_socket(server, store) -> None:
     async with await open_stream(server, key) as ws:
         rows_ = (await store.aquery(
             f"SELECT * FROM {store.database}.api_keys FINAL WHERE tenant_id = 'live-revoke'", {})).to_dicts()
-        await store.ainsert_rows(f"{store.database}.api_keys", [{**rows_[0], "revoked": 1, "version": rows_[0]["version"] + 1}])
+        await asyncio.to_thread(store.insert_rows, f"{store.database}.api_keys", [{**rows_[0], "revoked": 1, "version": rows_[0]["version"] + 1}])
         code, reason = await closed_with(ws)
     assert code == 4401 and "revoked" in reason

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
 import pytest
 
-from ingest.auth import create_key
+from llmscope.auth import create_key
 from llmscope.storage import Store
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
 NOW = time.time_ns()
@@ -30,14 +31,14 @@ async def seeded(store: Store) -> dict[str, list[str]]:
         child = llm_span(
             tid, name="chat", parent=root.span_id, model="gpt-4o" if i % 2 else "claude-3-5-sonnet",
             provider="openai" if i % 2 else "anthropic", input_tokens=100 + i, output_tokens=10,
-            error=(i == 3), start_ns=NOW - (i + 1) * MIN + 1000, extra={"user.id": f"user-{i % 3}", "session.id": "s-1"},
+            error=(i == 3), start_ns=NOW - (i + 1) * MIN + 1000, extra={"user.id": f"user-{i % 3}", "session.id": "s-1", **({"gen_ai.prompt.name": "greet"} if i in (2, 5) else {})},
         )
         rows += [s.to_row(NOW) for s in normalise(request_of([root, child], service=f"svc-{i % 2}"), "traces-a")]
         traces["traces-a"].append(tid.hex())
     tid = os.urandom(16)
     rows += [s.to_row(NOW) for s in normalise(request_of([llm_span(tid, start_ns=NOW - MIN)]), "traces-b")]
     traces["traces-b"].append(tid.hex())
-    await store.ainsert_rows(f"{store.database}.spans", rows, "seed-traces")
+    await asyncio.to_thread(store.insert_rows, f"{store.database}.spans", rows, "seed-traces")
     return traces
 
 
@@ -90,6 +91,8 @@ async def test_cursor_pagination_visits_every_trace_once(api, seeded, keys) -> N
         ({"user_id": "user-1"}, [1, 4]),
         ({"session_id": "s-1"}, list(range(7))),
         ({"session_id": "nope"}, []),
+        ({"prompt_name": "greet"}, [2, 5]),
+        ({"prompt_name": "greet", "provider": "openai"}, [5]),
     ],
 )
 async def test_filters_match_traces_with_any_matching_span(api, seeded, keys, params, indexes) -> None:

@@ -15,7 +15,7 @@ import pyarrow as pa
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from ingest.auth import create_key
+from llmscope.auth import create_key
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
 from tests.otlp_factory import llm_span, request_of

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 import tracemalloc
 
 from llmscope.kafka import consumer_lag, ensure_topics
-from streams.app import create_worker_app
+from streams.worker import create_worker_app
 from tests.ingest.conftest import make_client
 from tests.reliability.conftest import FaultyStore, Load, new_tenant, private_settings
 

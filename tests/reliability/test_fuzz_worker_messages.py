@@ -21,11 +21,11 @@ from schemas.messages import (
     FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, HEADER_FORMAT, HEADER_RECEIVED_AT, HEADER_TENANT, MalformedMessage,
     ingest_message_from,
 )
-from streams.decode import spans_from_message
-from streams.pii import PiiPolicy
-from streams.pipeline import RawMessage, prepare
-from streams.policies import TenantPolicies
-from tests.otlp_factory import kv, request_of
+from schemas.tenant_settings import PiiPolicy
+from streams.stages.decode import spans_from_message
+from streams.stages.enrich import TenantPolicies
+from streams.stages.pipeline import RawMessage, prepare
+from tests.otlp_factory import request_of
 
 FUZZ = hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 POLICIES = TenantPolicies(default_pii=PiiPolicy.MASK, hash_secret=b"fuzz", pii={"t-hash": PiiPolicy.HASH, "t-drop": PiiPolicy.DROP})

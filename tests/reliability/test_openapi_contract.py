@@ -23,14 +23,14 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.specs.openapi.checks import content_type_conformance
 
 from ingest.app import create_ingest_app
-from ingest.auth import KeyResolver, create_key
 from ingest.ratelimit import LocalRateLimiter
+from llmscope.auth import KeyResolver, create_key
 from llmscope.broker import free_port
 from llmscope.http import make_server
 from llmscope.kafka import IngestProducer, ensure_topics
 from query.app import create_query_app
 from streams.compaction import compact
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 from tests.otlp_factory import kv, llm_span, request_of
 from tests.reliability.conftest import private_settings
 from tests.streams.test_compaction import store_spans

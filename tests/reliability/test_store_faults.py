@@ -14,8 +14,8 @@ import pytest
 from llmscope.kafka import consumer_lag, ensure_topics
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from streams.app import create_worker_app
-from streams.sink import SpanSink
+from streams.worker import create_worker_app
+from streams.sink import StoreSink
 from tests.ingest.conftest import make_client
 from tests.reliability.conftest import FaultyStore, Load, eventually, new_tenant, private_settings
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.crash
 
 
 @pytest.fixture(scope="module")
-async def faulty_worker(settings: Settings, store: Store) -> AsyncIterator[tuple[Settings, FaultyStore, SpanSink]]:
+async def faulty_worker(settings: Settings, store: Store) -> AsyncIterator[tuple[Settings, FaultyStore, StoreSink]]:
     s = private_settings(settings, "faults")
     await ensure_topics(s)
     faulty = FaultyStore(store)

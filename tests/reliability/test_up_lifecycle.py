@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -24,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from llmscope.broker import free_port
 from tests.conftest import UpProcess, start_up, stop_up, wait_for
-from tests.processes import alive, descendants, gone
+from tests.processes import descendants, gone
 from tests.reliability.conftest import Load
 
 pytestmark = pytest.mark.crash

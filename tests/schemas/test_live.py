@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from schemas.live import LiveFilter, content_text, span_message
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
 

@@ -11,10 +11,7 @@ from decimal import Decimal
 import pytest
 
 from llmscope.storage import Store
-from schemas.span import Span
-from streams.compaction import MARK_SLACK, MinuteCompactor, _ranges, compact, floor_day, floor_hour, read_watermarks
-from streams.compaction import rebuild_minutes, recompute_minutes
-from streams.rollup import (
+from schemas.rollup import (
     COUNTERS,
     DIMENSIONS,
     ROLLUP_DAY,
@@ -25,8 +22,13 @@ from streams.rollup import (
     histogram_of,
     quantile_from_histogram,
     quantile_sql,
+    read_watermarks,
 )
-from tests.streams.test_rollup import MINUTE_NS, make_span, random_spans
+from schemas.span import Span
+from schemas.times import floor_day, floor_hour
+from streams.compaction import MARK_SLACK, MinuteCompactor, _ranges, compact
+from streams.compaction import rebuild_minutes, recompute_minutes
+from tests.schemas.test_rollup import MINUTE_NS, make_span, random_spans
 
 LATENESS = timedelta(hours=2)
 TENANT = "compact-a"

@@ -11,11 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.span import Span
-from streams.cost import OVERRIDE_SOURCE, PRICE_SOURCE, PriceOverride, cache_info, compute_cost, index_overrides
-from streams.models import resolve_model
+from schemas.tenant_settings import OVERRIDE_SOURCE, PRICE_SOURCE, OverrideKey, PriceOverride
+from streams.stages import cost
+from streams.stages.cost import CostResult, cache_info, index_overrides
+from streams.stages.model_names import resolve_model
 
 D = Decimal
 M = 1_000_000  # prices are USD per million tokens
+
+
+def compute_cost(span: Span, overrides: dict[OverrideKey, PriceOverride] | None = None) -> CostResult:
+    """The cost stage as enrichment calls it, with the span's model resolved once."""
+    return cost.compute_cost(span, resolve_model(span.model, span.provider) if span.model else None, overrides)
 
 
 def _ns(*when: int) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from schemas.span import Span
-from streams.cost import OVERRIDE_SOURCE, PRICE_SOURCE, PriceOverride, index_overrides
-from streams.enrich import Enrichment, EnrichmentPolicy, enrich
-from streams.pii import PiiPolicy
+from schemas.tenant_settings import OVERRIDE_SOURCE, PRICE_SOURCE, PiiPolicy, PriceOverride
+from streams.stages.cost import index_overrides
+from streams.stages.enrich import Enrichment, EnrichmentPolicy, enrich
 
 JAN_2025 = 1_736_942_400 * 1_000_000_000  # 2025-01-15 12:00 UTC
 

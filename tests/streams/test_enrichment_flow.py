@@ -13,17 +13,17 @@ import httpx
 import orjson
 import pytest
 
-import streams.app
-from ingest.auth import create_key
+from llmscope.auth import create_key
 from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage
-from streams.cost import OVERRIDE_SOURCE, PRICE_SOURCE
-from streams.pii import PiiPolicy, redact_text
-from streams.policies import PolicyCache, load_policies
+from schemas.tenant_settings import OVERRIDE_SOURCE, PRICE_SOURCE, PiiPolicy
+from streams.policy_cache import PolicyCache, load_policies
+import streams.worker
 from tests.conftest import query_client, running_worker
 from tests.otlp_factory import kv, llm_span, request_of
+from tests.streams.test_pii import redact_text
 from tests.waiting import eventually
 
 REFRESH = 0.2
@@ -51,7 +51,7 @@ async def worker(flow_settings: Settings, store: Store) -> AsyncIterator[PolicyC
             made.append(self)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(streams.app, "PolicyCache", Recorded)
+        patch.setattr(streams.worker, "PolicyCache", Recorded)
         async with running_worker(flow_settings, store):
             patch.undo()
             assert len(made) == 1, f"the worker made {len(made)} policy caches, expected one"

@@ -8,8 +8,9 @@ import re
 import pytest
 
 from schemas.span import Span, SpanEvent
-from streams.pii import PiiPolicy, redact_span, redact_text, should_scan
-from streams.pii_detect import find_pii
+from schemas.tenant_settings import PiiPolicy
+from streams.stages.pii import redact_span, should_scan
+from streams.stages.pii_detect import find_pii
 
 # A ~1 KB support-desk prompt with two or more of every kind.
 POSITIVE = (
@@ -92,6 +93,16 @@ def test_single_findings_and_canonical_values(text: str, kind: str, canonical: s
 )
 def test_validators_reject(text: str) -> None:
     assert find_pii(text) == []
+
+
+def redact_text(text: str, policy: PiiPolicy, hash_key: bytes = b"") -> tuple[str, dict[str, int]]:
+    """One text redacted as the worker redacts a span's content: (new text, findings by kind)."""
+    span = Span(
+        tenant_id="t", trace_id="0" * 32, span_id="0" * 16, parent_span_id="", name="chat", kind="client",
+        service_name="svc", start_time_ns=1, end_time_ns=2, attributes={"gen_ai.prompt": text},
+    )  # fmt: skip
+    counts = redact_span(span, policy, hash_key)
+    return span.attributes["gen_ai.prompt"], counts
 
 
 def _span() -> Span:

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from bench import pii_legacy as legacy
 from bench.pii_corpus import generate
 from schemas.span import Span, SpanEvent
-from streams.pii import PiiPolicy, redact_span
-from streams.pii_detect import find_pii, find_pii_many
-from streams.pii_gate import Windows, gate
+from schemas.tenant_settings import PiiPolicy
+from streams.stages.pii import redact_span
+from streams.stages.pii_detect import find_pii, find_pii_many
+from streams.stages.pii_gate import Windows, gate
 
 CORPUS = generate(seed=20240607, docs=600)
 

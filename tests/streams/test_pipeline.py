@@ -8,9 +8,9 @@ import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage
-from streams.pii import PiiPolicy
-from streams.pipeline import RawMessage, prepare
-from streams.policies import TenantPolicies
+from schemas.tenant_settings import PiiPolicy
+from streams.stages.enrich import TenantPolicies
+from streams.stages.pipeline import RawMessage, prepare
 from tests.otlp_factory import llm_span, request_of
 
 POLICIES = TenantPolicies(PiiPolicy.OFF, b"secret")

@@ -14,8 +14,8 @@ import pytest
 
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from streams.pii import PiiPolicy
-from streams.policies import PolicyCache
+from schemas.tenant_settings import PiiPolicy
+from streams.policy_cache import PolicyCache
 from tests.conftest import bearer, query_client
 from tests.waiting import eventually
 
@@ -81,17 +81,17 @@ async def test_a_failed_refresh_keeps_the_policies_read_before_and_retries(
     cache = PolicyCache(flaky, settings.model_copy(update={"policy_refresh_seconds": 0.0, "pii_policy": "mask"}))
 
     flaky.down = True
-    with caplog.at_level(logging.WARNING, logger="streams.policies"):
+    with caplog.at_level(logging.WARNING, logger="streams.policy_cache"):
         assert (await cache.current()).for_tenant(tenant).pii is PiiPolicy.MASK  # nothing read yet: the default
     flaky.down = False
     assert (await cache.current()).for_tenant(tenant).pii is PiiPolicy.HASH
     read = cache.loaded_at
 
     flaky.down = True
-    with caplog.at_level(logging.WARNING, logger="streams.policies"):
+    with caplog.at_level(logging.WARNING, logger="streams.policy_cache"):
         assert (await cache.current()).for_tenant(tenant).pii is PiiPolicy.HASH  # kept, not reset to the default
     assert cache.loaded_at == read
-    assert [r.getMessage() for r in caplog.records if r.name == "streams.policies"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "streams.policy_cache"] == [
         "cannot refresh tenant policies, keeping the previous ones: injected: ClickHouse is unreachable"
     ] * 2
     flaky.down = False

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -21,14 +20,14 @@ from schemas.messages import (
     HEADER_DLQ_SOURCE,
     IngestMessage,
 )
-from streams.sink import SpanSink
+from streams.sink import StoreSink
 from tests.conftest import running_worker
 from tests.otlp_factory import llm_span, request_of
 from tests.reliability.conftest import committed, eventually, private_settings
 
 
 @pytest.fixture(scope="session")
-async def worker(settings: Settings, store: Store) -> AsyncIterator[SpanSink]:
+async def worker(settings: Settings, store: Store) -> AsyncIterator[StoreSink]:
     async with running_worker(settings, store) as sink:
         yield sink
 

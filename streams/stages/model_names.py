@@ -1,4 +1,5 @@
-"""Provider and model-name normalisation: one canonical provider id and model family per span."""
+"""Model-name normalisation: a raw model string (and the span's provider) to one canonical provider
+id, model family and version (provider aliases: schemas/providers.py)."""
 
 from __future__ import annotations
 
@@ -9,87 +10,7 @@ from typing import NamedTuple
 
 from genai_prices.data_snapshot import get_snapshot
 
-# Provider ids are genai-prices provider ids wherever genai-prices has one, so the cost stage can
-# price with the normalised id as is. Azure OpenAI (and Azure AI inference) map to `azure`: the
-# genai-prices `azure` provider lists Azure's own models and falls back to the `openai` (then
-# anthropic, deepseek, x-ai, moonshotai) tables, which is how Azure prices OpenAI models. We do
-# not map them to `openai`, because dashboards must still tell Azure traffic apart.
-_PROVIDER_ALIASES: dict[str, str] = {
-    # OpenAI
-    "openai": "openai",
-    "openai_chat": "openai",
-    "openai.chat": "openai",
-    "oai": "openai",
-    # Azure (OTel semconv `azure.ai.openai`, `azure.ai.inference`; old `az.ai.*`)
-    "azure": "azure",
-    "azure.ai.openai": "azure",
-    "azure_openai": "azure",
-    "az.ai.openai": "azure",
-    "azureopenai": "azure",
-    "azure-openai": "azure",
-    "azure.ai.inference": "azure",
-    "az.ai.inference": "azure",
-    "azure_ai": "azure",
-    "azure-ai": "azure",
-    # AWS Bedrock: genai-prices calls it `aws`
-    "aws": "aws",
-    "aws.bedrock": "aws",
-    "bedrock": "aws",
-    "aws_bedrock": "aws",
-    "aws-bedrock": "aws",
-    "amazon_bedrock": "aws",
-    "amazon-bedrock": "aws",
-    "bedrock-runtime": "aws",
-    "amazon": "aws",
-    # Google: Gemini API and Vertex AI share one genai-prices table
-    "google": "google",
-    "gcp.gemini": "google",
-    "gcp.vertex_ai": "google",
-    "gcp.gen_ai": "google",
-    "vertex_ai": "google",
-    "vertexai": "google",
-    "vertex-ai": "google",
-    "vertex": "google",
-    "gemini": "google",
-    "google_genai": "google",
-    "google-genai": "google",
-    "google_vertexai": "google",
-    "google.generativeai": "google",
-    "google-generativeai": "google",
-    "googleai": "google",
-    # Others
-    "anthropic": "anthropic",
-    "claude": "anthropic",
-    "mistral_ai": "mistral",
-    "mistralai": "mistral",
-    "mistral": "mistral",
-    "mistral-ai": "mistral",
-    "cohere": "cohere",
-    "groq": "groq",
-    "deepseek": "deepseek",
-    "deepseek-ai": "deepseek",
-    "x_ai": "x-ai",
-    "xai": "x-ai",
-    "x-ai": "x-ai",
-    "grok": "x-ai",
-    "perplexity": "perplexity",
-    "perplexity_ai": "perplexity",
-    "together": "together",
-    "together_ai": "together",
-    "together-ai": "together",
-    "togetherai": "together",
-    "fireworks": "fireworks",
-    "fireworks_ai": "fireworks",
-    "fireworks-ai": "fireworks",
-    "openrouter": "openrouter",
-    "cerebras": "cerebras",
-    "moonshot": "moonshotai",
-    "moonshotai": "moonshotai",
-    "meta": "meta",
-    "meta-llama": "meta",
-    "voyage": "voyageai",
-    "voyageai": "voyageai",
-}
+from schemas.providers import normalise_provider
 
 # Vendor prefixes seen in `vendor/model` refs (OpenRouter, LiteLLM, HF) and Bedrock `vendor.model`.
 _VENDOR_PREFIXES: dict[str, str] = {
@@ -137,18 +58,6 @@ class ModelIdentity(NamedTuple):
     family: str
     version: str
     ref: str  # the raw string, trimmed and lowercased: what genai-prices is asked first
-
-
-def normalise_provider(raw: str) -> str:
-    """Canonical provider id (a genai-prices id where one exists); unknown ones lowercased."""
-    key = raw.strip().lower()
-    return _PROVIDER_ALIASES.get(key, key)
-
-
-def normalise_model(raw_model: str, provider: str = "") -> tuple[str, str]:
-    """(canonical model family, version) for a raw model string, e.g. ('gpt-4o', '2024-08-06')."""
-    identity = resolve_model(raw_model, provider)
-    return identity.family, identity.version
 
 
 @lru_cache(maxsize=8192)

@@ -1,14 +1,22 @@
 """The rollup tables' contract: their names, dimensions and counters, the log-bucketed latency
-histogram they carry, and the SQL that aggregates spans into minute rows.
+histogram they carry, the SQL that aggregates spans into minute rows, and the watermarks that say
+how far each level is complete. The worker writes them (streams/compaction.py); the query API and
+the Grafana dashboards read them.
 
 Rollups are derived from the deduplicated spans table (never from Kafka messages), so every level
-counts each (tenant, trace, span) once however often it was sent or delivered: see compaction.py.
+counts each (tenant, trace, span) once however often it was sent or delivered: see
+streams/compaction.py. Watermarks: hour rows are complete for hours before the `hour` watermark's
+`covered_until`, day rows for days before the `day` one; readers take days, then hours below
+their watermarks and minutes for the rest, so nothing is counted twice.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+
+from llmscope.storage import Store
 
 # Histogram: bucket i holds durations in (GAMMA**(i-1), GAMMA**i] ms and reports 2*GAMMA**i/(GAMMA+1),
 # which is within RELATIVE_ERROR of every value in the bucket (the DDSketch construction).
@@ -18,6 +26,7 @@ _LOG_GAMMA = math.log(GAMMA)
 ZERO_BUCKET = -32768  # durations under MIN_MS (including 0); reported as 0
 MIN_MS = 0.001
 _MAX_BUCKET = 32767  # Int16 upper bound; GAMMA**32767 ms is far beyond any real duration
+_FMT = "%Y-%m-%d %H:%M:%S"
 
 ROLLUP_MINUTE = "rollup_minute"
 ROLLUP_HOUR = "rollup_hour"
@@ -112,9 +121,10 @@ def quantile_sql(hist: str, q: float) -> str:
     )
 
 
-def span_aggregates_sql(spans_alias: str = "s") -> str:
+def span_aggregates_sql(spans_alias: str = "s", latency: bool = True) -> str:
     """COUNTERS, cost_usd and latency_hist aggregated over rows of the spans table (aliased
     `spans_alias`): one rollup row's values, exactly as the minute compactor computes them.
+    Without `latency`, latency_hist is 0 (the histogram is the dearest part to merge).
 
     The spans table's Decimal(38, 12) cost is summed as stored, so sums agree to the last digit; a
     span without a known cost adds 0 to cost_usd and nothing to cost_known."""
@@ -130,6 +140,32 @@ def span_aggregates_sql(spans_alias: str = "s") -> str:
             f"count({spans_alias}.cost_usd) AS cost_known",
             "sum(duration_ns) AS duration_ns_sum",
             f"sum(coalesce({spans_alias}.cost_usd, toDecimal128(0, 12))) AS cost_usd",
-            f"sumMap(map({bucket_sql('duration_ns')}, toUInt64(1))) AS latency_hist",
+            f"sumMap(map({bucket_sql('duration_ns')}, toUInt64(1))) AS latency_hist" if latency else "0 AS latency_hist",
         )
+    )
+
+
+def read_watermarks(store: Store) -> dict[str, tuple[datetime, datetime]]:
+    """level -> (covered_until, scanned_at); missing levels are absent (nothing compacted yet)."""
+    df = store.query(
+        f"SELECT level, toUnixTimestamp(covered_until) AS covered, toUnixTimestamp64Micro(scanned_at) AS scanned "
+        f"FROM {store.database}.{ROLLUP_WATERMARK} FINAL"
+    )
+    return {
+        r["level"]: (
+            datetime.fromtimestamp(r["covered"], timezone.utc),
+            datetime.fromtimestamp(r["scanned"] / 1e6, timezone.utc),
+        )
+        for r in df.to_dicts()
+    }
+
+
+def write_watermark(store: Store, level: str, covered: datetime, scanned_at_us: int) -> None:
+    """Record that `level` rows are complete for periods before `covered`, from a scan that started
+    at `scanned_at_us` (server clock, microseconds); the newest version wins."""
+    store.command(
+        f"INSERT INTO {store.database}.{ROLLUP_WATERMARK} (level, covered_until, scanned_at, version) "
+        "SELECT {level:String}, {covered:DateTime('UTC')}, fromUnixTimestamp64Micro({scanned:Int64}, 'UTC'), "
+        "toUnixTimestamp64Micro(now64(6))",
+        {"level": level, "covered": covered.strftime(_FMT), "scanned": scanned_at_us},
     )

@@ -1,4 +1,4 @@
-"""PII and secret detection: the gate (`streams/pii_gate.py`) finds candidate places, detectors
+"""PII and secret detection: the gate (`streams/stages/pii_gate.py`) finds candidate places, detectors
 and their validators (Luhn, mod-97, phonenumbers, ipaddress, JWT structure) confirm them. Pure
 text in, findings out."""
 
@@ -20,7 +20,7 @@ import orjson
 import phonenumbers
 from stdnum import iban as stdnum_iban
 
-from streams.pii_gate import Windows, gate
+from streams.stages.pii_gate import Windows, gate
 
 
 class Finding(NamedTuple):

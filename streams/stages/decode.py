@@ -7,10 +7,11 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from pydantic import ValidationError
 
-from schemas.event import LLMEvent, event_to_span
+from schemas.event import LLMEvent
 from schemas.messages import FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, IngestMessage, MalformedMessage
 from schemas.span import Span
-from streams.normalise import normalise
+from streams.stages.normalise import normalise
+from streams.stages.sdk_events import event_to_span
 
 
 def spans_from_message(message: IngestMessage) -> list[Span]:

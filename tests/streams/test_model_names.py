@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from genai_prices.data_snapshot import get_snapshot
 
-from streams.models import normalise_model, normalise_provider, resolve_model
+from schemas.providers import normalise_provider
+from streams.stages.model_names import resolve_model
 
 
 @pytest.mark.parametrize(
@@ -65,6 +67,11 @@ def test_resolve_model(raw: str, provider: str, expected: tuple[str, str, str]) 
     assert tuple(resolve_model(raw, provider)[:3]) == expected
 
 
+def normalise_model(raw_model: str, provider: str = "") -> tuple[str, str]:
+    identity = resolve_model(raw_model, provider)
+    return identity.family, identity.version
+
+
 def test_normalise_model_returns_family_and_version() -> None:
     assert normalise_model("gpt-4o-2024-08-06", "openai") == ("gpt-4o", "2024-08-06")
     assert normalise_model("", "openai") == ("", "")
@@ -75,3 +82,16 @@ def test_resolution_is_cached() -> None:
     hits = resolve_model.cache_info().hits
     resolve_model("claude-3-5-sonnet-20241022", "anthropic")
     assert resolve_model.cache_info().hits == hits + 1
+
+
+def test_a_resolved_model_resolves_to_itself_under_its_own_provider() -> None:
+    """What lets enrichment resolve a span's model once: the cost lookup and the model asked for
+    (when it is the one that answered) use that identity as it is."""
+    snapshot = get_snapshot()
+    for provider in snapshot.providers:
+        for model in provider.models:
+            for given in ("", "litellm", provider.id):
+                for raw in (model.id, f"{model.id}-2024-08-06", f"{provider.id}/{model.id}"):
+                    first = resolve_model(raw, given)
+                    assert resolve_model(first.ref, first.provider) == first, (raw, given)
+                    assert resolve_model(raw, first.provider).family == first.family, (raw, given)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from query.deps import Admin, Reader, StoreDep
-from streams.pii import PiiPolicy
+from query.envelope import Envelope
+from schemas.tenant_settings import PiiPolicy, read_pii_policy, write_pii_policy
 
 router = APIRouter(prefix="/api/v1/settings", tags=["settings"])
 
@@ -27,19 +28,15 @@ class PiiPolicyOut(BaseModel):
     source: Literal["tenant", "default"]
 
 
-class PiiPolicyResponse(BaseModel):
-    data: PiiPolicyOut
-    next_cursor: None = None
+class PiiPolicyResponse(Envelope[PiiPolicyOut]):
+    pass
 
 
 @router.get("/pii", response_model=PiiPolicyResponse, summary="The PII policy applied to this tenant's spans")
 async def get_pii_policy(principal: Reader, store: StoreDep, request: Request) -> PiiPolicyResponse:
-    rows = await store.aquery(
-        f"SELECT policy FROM {store.database}.tenant_pii_policy FINAL WHERE tenant_id = {{tenant:String}}",
-        {"tenant": principal.tenant_id},
-    )
-    if rows.height:
-        return PiiPolicyResponse(data=PiiPolicyOut(policy=rows["policy"][0], source="tenant"))
+    own = await asyncio.to_thread(read_pii_policy, store, principal.tenant_id)
+    if own is not None:
+        return PiiPolicyResponse(data=PiiPolicyOut(policy=own, source="tenant"))
     return PiiPolicyResponse(data=PiiPolicyOut(policy=request.app.state.settings.pii_policy, source="default"))
 
 
@@ -50,12 +47,5 @@ async def get_pii_policy(principal: Reader, store: StoreDep, request: Request) -
     description="Applies to spans the worker processes after its next policy refresh; stored spans are not rewritten.",
 )
 async def put_pii_policy(body: PiiPolicyIn, principal: Admin, store: StoreDep) -> PiiPolicyResponse:
-    now = time.time_ns()  # the version: the newest write wins in the ReplacingMergeTree
-    row = {
-        "tenant_id": principal.tenant_id,
-        "policy": body.policy.value,
-        "updated_at": f"{now // 1_000_000_000}.{now // 1_000_000 % 1000:03d}",
-        "version": now,
-    }
-    await store.ainsert_rows(f"{store.database}.tenant_pii_policy", [row])
+    await asyncio.to_thread(write_pii_policy, store, principal.tenant_id, body.policy)
     return PiiPolicyResponse(data=PiiPolicyOut(policy=body.policy, source="tenant"))

@@ -1,4 +1,4 @@
-"""PII policy and span redaction: which values are scanned, and what each policy does with findings."""
+"""Span redaction: which values are scanned, and what each PII policy (schemas/tenant_settings.py) does with findings."""
 
 # Which values are scanned (see `should_scan`):
 # - content attributes, whatever their length: prompt/completion text and messages (CONTENT_PREFIXES),
@@ -11,18 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from enum import StrEnum
 
 from schemas.span import Span
-from streams.pii_detect import Finding, find_pii, find_pii_many
-
-
-class PiiPolicy(StrEnum):
-    OFF = "off"  # not scanned at all
-    DETECT = "detect"  # counted, text unchanged
-    MASK = "mask"  # replaced by `[EMAIL]`, `[PHONE]`, …
-    HASH = "hash"  # replaced by `[EMAIL:<12 hex of HMAC-SHA256(key, canonical value)>]`
-    DROP = "drop"  # the whole attribute (or status message) holding PII is removed
+from schemas.tenant_settings import PiiPolicy
+from streams.stages.pii_detect import Finding, find_pii_many
 
 
 CONTENT_PREFIXES = (
@@ -117,14 +109,6 @@ def _collect(attrs: dict[str, str], content: bool, places: list[tuple[dict[str, 
                 continue
         places.append((attrs, key))
         values.append(value)
-
-
-def redact_text(text: str, policy: PiiPolicy, hash_key: bytes = b"", region: str = "US") -> tuple[str, list[Finding]]:
-    """(new text, findings). DETECT and DROP leave the text unchanged; the caller drops fields."""
-    findings = find_pii(text, region)
-    if not findings or policy not in (PiiPolicy.MASK, PiiPolicy.HASH):
-        return text, findings
-    return _replaced(text, findings, policy, hash_key), findings
 
 
 def _replaced(text: str, findings: list[Finding], policy: PiiPolicy, hash_key: bytes) -> str:

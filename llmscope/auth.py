@@ -1,4 +1,7 @@
-"""API keys: generation, SHA-256 hashing, lookup with a short-lived cache, scope checks."""
+"""API keys, principals and scopes: generation, SHA-256 hashing, lookup from an in-memory copy of
+the keys table, scope checks. Plumbing, because every role that faces a client needs it: ingest
+and query (llmscope/http.py authenticates their requests), the live stream, and the CLI and `up`,
+which create keys."""
 
 from __future__ import annotations
 

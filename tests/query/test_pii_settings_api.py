@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from llmscope.storage import Store
-from streams.pii import PiiPolicy
-from streams.policies import load_policies
+from schemas.tenant_settings import PiiPolicy
+from streams.policy_cache import load_policies
 from tests.conftest import bearer
 
 

@@ -11,10 +11,9 @@ import orjson
 
 from schemas.messages import FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, IngestMessage, MalformedMessage, ingest_message_from
 from schemas.span import Span
-from schemas.times import storable
-from streams.decode import single_item, spans_from_message
-from streams.enrich import enrich
-from streams.policies import TenantPolicies
+from schemas.times import STORABLE_YEARS, storable
+from streams.stages.decode import single_item, spans_from_message
+from streams.stages.enrich import TenantPolicies, enrich
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +69,7 @@ def _check_storable(span: Span) -> None:
     unstorable row would fail its whole INSERT on every retry."""
     times = [span.start_time_ns, span.end_time_ns, *(e.time_ns for e in span.events)]
     if not all(storable(t) for t in times):
-        raise MalformedMessage(f"span {span.span_id} has a time outside 1973..2262, which the store cannot hold")
+        raise MalformedMessage(f"span {span.span_id} has a time outside {STORABLE_YEARS}, which the store cannot hold")
 
 
 def _row(span: Span, message: IngestMessage, policies: TenantPolicies) -> dict[str, object]:

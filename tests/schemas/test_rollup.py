@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.span import Span
-from streams.rollup import (
+from schemas.rollup import (
     GAMMA,
     RELATIVE_ERROR,
     ZERO_BUCKET,
@@ -22,6 +21,7 @@ from streams.rollup import (
     quantile_from_histogram,
     quantile_rank,
 )
+from schemas.span import Span
 
 MINUTE_NS = 60 * 1_000_000_000
 

@@ -16,19 +16,16 @@ from decimal import Context, Decimal
 from functools import lru_cache
 from typing import NamedTuple
 
-import genai_prices
 from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices, TimeOfDateConstraint
 
 from schemas.span import Span
-from streams.models import normalise_provider, resolve_model
+from schemas.tenant_settings import OVERRIDE_SOURCE, PRICE_SOURCE, OverrideKey, PriceOverride, override_key
+from schemas.times import NS_PER_DAY, NS_PER_SECOND
+from streams.stages.model_names import ModelIdentity
 
-# genai-prices is used from its bundled snapshot only: UpdatePrices (which downloads) is never started.
-PRICE_SOURCE = f"genai-prices@{genai_prices.__version__}"
-OVERRIDE_SOURCE = "tenant-override"
 TOKEN_CLASSES = ("input", "cached_input", "cache_write", "output", "reasoning")
 
-_NS_PER_DAY = 86_400 * 1_000_000_000
 # 60 significant digits: token counts times per-million prices never round, so costs are exact.
 _CTX = Context(prec=60)
 _ZERO = Decimal(0)
@@ -45,29 +42,9 @@ class CostResult:
     note: str = ""  # why cost_usd is None, for debugging
 
 
-@dataclass(frozen=True, slots=True)
-class PriceOverride:
-    """A tenant's own prices in USD per million tokens.
-
-    Absent optional prices fall back: cached_input and cache_write → input price,
-    reasoning → output price (how providers without separate rates bill them).
-    """
-
-    model: str
-    input_mtok: Decimal
-    output_mtok: Decimal
-    provider: str | None = None  # None: applies to the model whichever provider served it
-    cached_input_mtok: Decimal | None = None
-    cache_write_mtok: Decimal | None = None
-    reasoning_mtok: Decimal | None = None
-
-
-OverrideKey = tuple[str, str]  # (normalised provider or "", lowercased model family or full ref)
-
-
 def index_overrides(overrides: list[PriceOverride]) -> dict[OverrideKey, PriceOverride]:
     """Key overrides the way compute_cost looks them up (provider normalised, model lowercased)."""
-    return {(normalise_provider(o.provider or ""), o.model.strip().lower()): o for o in overrides}
+    return {override_key(o.provider, o.model): o for o in overrides}
 
 
 class _Rates(NamedTuple):
@@ -81,12 +58,13 @@ class _Rates(NamedTuple):
     requests_kcount: Decimal | None
 
 
-def compute_cost(span: Span, overrides: Mapping[OverrideKey, PriceOverride] | None = None) -> CostResult:
-    """Cost of one span. An override for (provider, model) wins over the table; prices are those in force at start."""
-    raw = span.attributes.get("llmscope.model.raw") or span.model  # raw survives normalisation by enrich
-    if not raw:
+def compute_cost(
+    span: Span, identity: ModelIdentity | None, overrides: Mapping[OverrideKey, PriceOverride] | None = None
+) -> CostResult:
+    """Cost of one span whose model resolved to `identity` (None: it names no model). An override
+    for (provider, model) wins over the table; prices are those in force at start."""
+    if identity is None:
         return CostResult(None, "", "", note="no model")
-    identity = resolve_model(raw, span.provider)
     if span.input_tokens <= 0 and span.output_tokens <= 0:
         # Zero usage usually means usage was never reported (e.g. an interrupted stream): unknown.
         return CostResult(None, "", identity.family, note="no usage")
@@ -102,12 +80,12 @@ def compute_cost(span: Span, overrides: Mapping[OverrideKey, PriceOverride] | No
             return _priced(span, _override_rates(override), OVERRIDE_SOURCE, override.model)
     ts_ns = span.start_time_ns or span.end_time_ns
     tier = next((span.attributes[k] for k in _TIER_KEYS if k in span.attributes), "")
-    found = _table_rates(identity.provider, identity.ref, ts_ns // _NS_PER_DAY, tier)
+    found = _table_rates(identity, ts_ns // NS_PER_DAY, tier)
     if found is None:
         return CostResult(None, "", identity.family, note="no price for model")
     model_id, rates = found
     if rates is None:  # time-of-day pricing (e.g. DeepSeek off-peak): resolve at the exact instant
-        model_id, rates = _time_of_day_rates(identity.provider, identity.ref, ts_ns, tier)
+        model_id, rates = _time_of_day_rates(identity, ts_ns, tier)
         if rates is None:
             return CostResult(None, "", model_id, note="no token price for model")
     return _priced(span, rates, PRICE_SOURCE, model_id)
@@ -135,9 +113,9 @@ def _override_rates(o: PriceOverride) -> _Rates:
 
 
 @lru_cache(maxsize=16384)
-def _table_rates(provider: str, ref: str, day: int, tier: str) -> tuple[str, _Rates | None] | None:
+def _table_rates(identity: ModelIdentity, day: int, tier: str) -> tuple[str, _Rates | None] | None:
     """(model id, rates) for one model on one UTC day; rates None when they vary within the day."""
-    found = _lookup(provider, ref)
+    found = _lookup(identity)
     if found is None:
         return None
     in_provider, model = found
@@ -148,18 +126,18 @@ def _table_rates(provider: str, ref: str, day: int, tier: str) -> tuple[str, _Ra
     return None if rates is None else (model.id, rates)
 
 
-def _time_of_day_rates(provider: str, ref: str, ts_ns: int, tier: str) -> tuple[str, _Rates | None]:
-    in_provider, model = _lookup(provider, ref)  # type: ignore[misc]  # found a moment ago
-    instant = datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=UTC)
+def _time_of_day_rates(identity: ModelIdentity, ts_ns: int, tier: str) -> tuple[str, _Rates | None]:
+    in_provider, model = _lookup(identity)  # type: ignore[misc]  # found a moment ago
+    instant = datetime.fromtimestamp(ts_ns // NS_PER_SECOND, tz=UTC)
     return model.id, _rates(model.get_prices(instant, _price_context(tier) if in_provider else None))
 
 
 @lru_cache(maxsize=8192)
-def _lookup(provider: str, ref: str) -> tuple[bool, ModelInfo] | None:
+def _lookup(identity: ModelIdentity) -> tuple[bool, ModelInfo] | None:
     """The genai-prices model for a provider and raw ref (else its cleaned form), and whether it is
     the provider's own entry (True) or borrowed through fallback (Azure → OpenAI)."""
     snapshot = get_snapshot()
-    identity = resolve_model(ref, provider)
+    provider, ref = identity.provider, identity.ref
     # The raw ref first (OpenRouter/Groq ids keep their `vendor/` prefix), then it without prefixes.
     cleaned = f"{identity.family}-{identity.version}" if identity.version else identity.family
     for candidate in dict.fromkeys((ref, cleaned)):

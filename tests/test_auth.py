@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from ingest.auth import KeyResolver, create_key, hash_key
+from llmscope.auth import KeyResolver, create_key, hash_key
 from llmscope.errors import Unauthenticated, Unavailable
 from llmscope.storage import Store, StoreError
 

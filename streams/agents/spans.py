@@ -1,0 +1,95 @@
+"""The spans agent: ingest-topic messages → stored spans, dead letters and rollup marks.
+
+Messages are batched (streams/batching.py), turned into rows by the CPU stage
+(streams/stages/pipeline.py, in worker processes), and written through the store sink; each is
+acknowledged only after its whole batch is stored, in dispatch order, so a crash at any point
+redelivers rather than loses, and the idempotent sink makes redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+import faust
+from faust.types import EventT, StreamT
+
+from llmscope.live import LiveHub
+from llmscope.settings import Settings
+from schemas.rollup import ROLLUP_DIRTY
+from streams.batching import Batcher
+from streams.cpu_stage import CpuStage
+from streams.deadletters import DeadLetters
+from streams.policy_cache import PolicyCache
+from streams.sink import StoreSink
+from streams.stages.pipeline import RawMessage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def register(app: faust.App, settings: Settings, sink: StoreSink, policies: PolicyCache, live: LiveHub | None) -> None:
+    source = app.topic(settings.ingest_topic, value_serializer="raw", key_serializer="raw")
+    deadletters = DeadLetters(app.topic(settings.deadletter_topic, value_serializer="raw", key_serializer="raw"), sink)
+    cpu = CpuStage(settings.worker_processes)
+    marks = f"{sink.database}.{ROLLUP_DIRTY}"
+
+    async def store_batch(events: list[EventT]) -> None:
+        raws = [
+            RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.value, _header_list(e.message.headers))
+            for e in events
+        ]
+        current = await policies.current()
+        prepared = await _retrying("prepare batch", lambda: cpu.prepare(raws, current))
+        for dead in prepared.dead:
+            await _retrying("dead-letter", lambda: deadletters.park(dead, raws[dead.index], events[dead.index].message.key))
+        await deadletters.record(prepared.dead, raws, prepared.batch_id)
+        await sink.write(prepared.span_rows, prepared.span_count, prepared.batch_id)
+        if live is not None and prepared.span_count:  # stored, so queryable: now tell live subscribers
+            await live.publish_rows(prepared.span_rows)
+        # Marked only once the spans are in: the minute compactor recomputes exactly these minutes.
+        await sink.write(prepared.mark_rows(), len(prepared.minutes), prepared.batch_id, table=marks)
+
+    @app.agent(source, name="spans")
+    async def process(stream: StreamT) -> None:
+        stream = stream.noack()  # type: ignore[attr-defined]  # Stream has it; StreamT's stub lacks it
+        batcher: Batcher[EventT] = Batcher(
+            store_batch,
+            stream.ack,
+            max_items=settings.sink_batch_messages,
+            max_seconds=settings.sink_batch_seconds,
+            max_weight=settings.sink_batch_bytes,
+            weight=lambda e: len(e.message.value or b""),
+        )
+        timer = asyncio.create_task(batcher.run_timer())
+        try:
+            async for event in stream.events():
+                await batcher.add(event)
+        finally:
+            # Synchronous steps first: a second cancellation while awaiting must not skip them.
+            timer.cancel()
+            cpu.close()
+            await batcher.close()
+
+
+def _header_list(headers: object) -> list[tuple[str, bytes]]:
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return list(headers or [])  # type: ignore[call-overload]
+
+
+async def _retrying(what: str, attempt: Callable[[], Awaitable[T]], max_backoff: float = 10.0) -> T:
+    """Retry a step whose failure is transient (broker down, worker process died) forever."""
+    delay = 0.2
+    while True:
+        try:
+            return await attempt()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s failed, retrying in %.1fs: %r", what, delay, exc)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(max_backoff, delay * 2)

@@ -1,0 +1,53 @@
+"""The worker: a Faust app whose agents turn ingest-topic messages into stored spans and rollups.
+
+This module builds the app (its Faust configuration) and registers the agents and timers, one
+module each under `streams/agents/`: `spans` (the ingest topic → store) and `rollups` (minute,
+hour and day rollups, leader-only timers). Messages are acknowledged explicitly, only after their
+batch is in ClickHouse (or, for poison messages and unstorable spans, in the dead-letter topic), so
+a crash at any point redelivers rather than loses.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from llmscope.live import LiveHub
+from llmscope.settings import Settings
+from llmscope.storage import Store
+from streams.agents import rollups, spans
+from streams.policy_cache import PolicyCache
+from streams.sink import StoreSink
+
+
+def _faust_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.worker_name,
+        broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
+        datadir=str(settings.data_dir / "faust"),
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        consumer_auto_offset_reset="earliest",
+        # Brokers hold a group join open for the whole rebalance timeout (tansu included);
+        # short timeouts let a restarted worker resume within seconds.
+        broker_rebalance_timeout=3.0,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        # Messages waiting for the agent stay in the broker, not in memory: one batch of read-ahead.
+        stream_buffer_maxsize=settings.sink_batch_messages,
+        # Stopping does not wait for batches in flight: one that cannot be stored (the store is
+        # down) would hold the stop forever. They are not acknowledged, so the next worker gets them
+        # again, and nothing stores or counts twice (see sink.py); what was acknowledged is committed.
+        stream_wait_empty=False,
+    )
+
+
+def create_worker_app(settings: Settings, store: Store, live: LiveHub | None = None) -> tuple[faust.App, StoreSink]:
+    """The worker's Faust app, not yet started, and the sink its spans agent writes through."""
+    app = _faust_app(settings)
+    sink = StoreSink(store)
+    spans.register(app, settings, sink, PolicyCache(store, settings), live)
+    rollups.register(app, settings, store)
+    return app, sink
