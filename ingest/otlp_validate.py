@@ -1,7 +1,7 @@
 """Per-span validation of decoded OTLP requests, and splitting them into size-bounded chunks.
 
-Validation covers everything the store needs (ids, times it can hold, a plausible duration, a size
-that fits one Kafka message), so a span that gets 200 is a span the worker can store.
+Validation covers everything the store needs (ids, times it can hold, a plausible duration, plausible
+token counts, a size that fits one Kafka message), so a span that gets 200 is a span the worker can store.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from schemas.span import MAX_VALUE_BYTES, TRUNCATED_MARK, cap_text
 from schemas.times import MAX_FUTURE_NS, MAX_SPAN_DURATION_NS, MAX_STORABLE_NS, MIN_STORABLE_NS, NS_PER_DAY
+from schemas.usage import TOKEN_COUNT_KEYS, implausible_count
 
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
@@ -107,6 +108,9 @@ def _reject_reason(span: trace_pb2.Span, earliest: int, latest: int, too_early: 
         return f"duration over {_duration(MAX_SPAN_DURATION_NS)}"
     if end >= MAX_STORABLE_NS or any(not MIN_STORABLE_NS <= e.time_unix_nano < MAX_STORABLE_NS for e in span.events):
         return "a time outside 1973..2262 (end or event time), which the store cannot hold"
+    for kv in span.attributes:  # one such count would dominate every token sum it joins
+        if kv.key in TOKEN_COUNT_KEYS and (reason := implausible_count(kv.key, kv.value)):
+            return reason
     return None
 
 

@@ -4,6 +4,8 @@
 # `cached_input_tokens` (cache reads) and `cache_write_tokens`; `reasoning_tokens` is part of
 # `output_tokens`. Anthropic's native `input_tokens` excludes cache tokens: the normaliser upstream
 # sums them, and this stage expects the sums. Counts that break these subset rules get no cost.
+# Zero is not unknown: a span that stated its usage as zero tokens costs $0 (plus the per-request fee
+# of the few models that charge one); a span that stated no usage at all gets no cost.
 # A class without its own price bills at its parent's: cache reads/writes as input, reasoning as
 # output. Cache writes all bill at the 5-minute rate (`cache_write_mtok`): spans carry no TTL split.
 
@@ -38,7 +40,7 @@ _TIER_KEYS = ("openai.response.service_tier", "gen_ai.openai.response.service_ti
 
 @dataclass(slots=True)
 class CostResult:
-    cost_usd: Decimal | None  # None = unknown (no price, no usage, or inconsistent usage); never a guessed 0
+    cost_usd: Decimal | None  # None = unknown (no price, no usage reported, or inconsistent usage); never a guessed 0
     price_source: str  # PRICE_SOURCE, OVERRIDE_SOURCE, or "" when unknown
     model_ref: str  # the priced model: genai-prices model id or the override's model
     breakdown: dict[str, Decimal] = field(default_factory=dict)  # TOKEN_CLASSES (+ "requests") → USD
@@ -87,8 +89,9 @@ def compute_cost(span: Span, overrides: Mapping[OverrideKey, PriceOverride] | No
     if not raw:
         return CostResult(None, "", "", note="no model")
     identity = resolve_model(raw, span.provider)
-    if span.input_tokens <= 0 and span.output_tokens <= 0:
-        # Zero usage usually means usage was never reported (e.g. an interrupted stream): unknown.
+    if not span.has_usage:
+        # Never reported (an interrupted stream, an instrumentation that records none): unknown.
+        # Reported as zero (a cached answer, a refused call) is known, and priced below at $0.
         return CostResult(None, "", identity.family, note="no usage")
     if (
         span.cached_input_tokens + span.cache_write_tokens > span.input_tokens

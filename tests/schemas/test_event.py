@@ -21,6 +21,7 @@ from schemas.event import (
     format_errors,
     validate_batch,
 )
+from schemas.usage import MAX_TOKENS
 
 T0 = "2026-03-04T05:06:07.123456789Z"
 T0_NS = 1772600767123456789
@@ -102,6 +103,32 @@ def test_token_classes_must_fit_inside_the_totals() -> None:
         "cached_input_tokens: 8 + cache_write_tokens 3 exceed input_tokens 10"
     )
     assert errors_of(output_tokens=5, reasoning_tokens=6)[0].startswith("reasoning_tokens: 6 exceed output_tokens 5")
+
+
+def test_token_counts_are_capped_at_the_shared_bound() -> None:
+    assert errors_of(input_tokens=MAX_TOKENS + 1)[0].startswith(f"input_tokens: Input should be less than or equal to {MAX_TOKENS}")
+    assert LLMEvent.model_validate(ev(input_tokens=MAX_TOKENS)).input_tokens == MAX_TOKENS
+
+
+@pytest.mark.parametrize(
+    ("fields", "reported"),
+    [
+        ({}, False),  # no counts, no flag: usage unknown (as before the flag existed)
+        ({"input_tokens": 0, "output_tokens": 0}, False),  # what older SDKs send when usage never arrived
+        ({"input_tokens": 3}, True),
+        ({"usage_reported": True}, True),  # zero usage, stated: costs $0
+        ({"usage_reported": False}, False),
+    ],
+)
+def test_usage_reported_says_zero_is_not_unknown(fields: dict[str, object], reported: bool) -> None:
+    span = event_to_span(LLMEvent.model_validate(ev(**fields)), "t")
+    assert (span.usage_reported, span.to_row(0)["usage_reported"]) == (reported, int(reported))
+
+
+def test_usage_reported_false_with_counts_is_refused() -> None:
+    assert errors_of(usage_reported=False, output_tokens=2) == [
+        "usage_reported: is false but input_tokens or output_tokens is above 0"
+    ]
 
 
 def test_timing_consistency() -> None:
