@@ -75,9 +75,8 @@ class Span:
     @property
     def has_usage(self) -> bool:
         """Token usage is known: stated (even as zeros) or evident from a non-zero count."""
-        return self.usage_reported or any(
-            (self.input_tokens, self.output_tokens, self.cached_input_tokens, self.cache_write_tokens, self.reasoning_tokens)
-        )
+        counts = (self.input_tokens, self.output_tokens, self.cached_input_tokens, self.cache_write_tokens)
+        return self.usage_reported or any(counts) or self.reasoning_tokens > 0
 
     @property
     def model(self) -> str:

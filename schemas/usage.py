@@ -44,7 +44,9 @@ REASONING_TOKENS = (
     "gen_ai.usage.reasoning_tokens",  # OpenLLMetry
     "llm.token_count.completion_details.reasoning",
 )
-TOKEN_COUNT_KEYS = frozenset((*INPUT_TOKENS, *OUTPUT_TOKENS, *CACHE_READ_TOKENS, *CACHE_WRITE_TOKENS, *REASONING_TOKENS))
+TOKEN_COUNT_KEYS = frozenset(
+    (*INPUT_TOKENS, *OUTPUT_TOKENS, *CACHE_READ_TOKENS, *CACHE_WRITE_TOKENS, *REASONING_TOKENS)
+)
 
 
 def token_count(value: AnyValue) -> int | None:

@@ -38,7 +38,12 @@ _PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.syste
 _REQUEST_MODEL = ("gen_ai.request.model", "llm.model_name")
 _RESPONSE_MODEL = ("gen_ai.response.model", "llm.model_name")
 _OPERATION = ("gen_ai.operation.name", "llm.request.type", "openinference.span.kind")
-_SESSION = ("gen_ai.conversation.id", "session.id", "traceloop.association.properties.session_id", "llmscope.session_id")
+_SESSION = (
+    "gen_ai.conversation.id",
+    "session.id",
+    "traceloop.association.properties.session_id",
+    "llmscope.session_id",
+)
 _USER = ("user.id", "enduser.id", "traceloop.association.properties.user_id", "llm.user", "llmscope.user_id")
 _PROMPT_NAME = ("gen_ai.prompt.name", "traceloop.prompt.key", "llm.prompt_template.name", "llmscope.prompt.name")
 _PROMPT_VERSION = (

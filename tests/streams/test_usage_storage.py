@@ -22,7 +22,8 @@ def _stored(store: Store, tenant: str, spans: list[Span]) -> dict[str, dict]:
         enrich(span, EnrichmentPolicy())  # sets the cost, as the worker does
     store_spans(store, spans)
     df = store.query(
-        f"SELECT name, usage_reported, input_tokens, cost_usd FROM {store.database}.spans FINAL WHERE tenant_id = {{t:String}}",
+        f"SELECT name, usage_reported, input_tokens, cost_usd FROM {store.database}.spans FINAL"
+        " WHERE tenant_id = {t:String}",
         {"t": tenant},
     )
     return {r.pop("name"): r for r in df.to_dicts()}
