@@ -3,8 +3,10 @@ each instrumentation emits them (values as their code computes them from a provi
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -322,3 +324,25 @@ def test_ibm_watsonx_has_a_canonical_provider_but_no_price() -> None:
     old = emitted({"gen_ai.system": "Watsonx", "gen_ai.request.model": "ibm/granite-13b-chat-v2"})  # OpenLLMetry < 0.5
     enrich(old, EnrichmentPolicy())
     assert old.provider == "ibm"
+
+
+def test_readme_table_lists_exactly_the_attributes_the_normaliser_reads_in_its_order() -> None:
+    from schemas import usage
+    from streams import normalise as n
+
+    code = {
+        "provider": n._PROVIDER, "request model": n._REQUEST_MODEL, "response model": n._RESPONSE_MODEL,
+        "operation": n._OPERATION, "input tokens": usage.INPUT_TOKENS, "output tokens": usage.OUTPUT_TOKENS,
+        "cache read": usage.CACHE_READ_TOKENS, "cache write": usage.CACHE_WRITE_TOKENS,
+        "reasoning": usage.REASONING_TOKENS, "session": n._SESSION, "user": n._USER,
+        "prompt name": n._PROMPT_NAME, "prompt version": n._PROMPT_VERSION,
+        "finish reasons": (n._FINISH_REASONS, "gen_ai.completion.<i>.finish_reason"),
+    }  # fmt: skip
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Which attribute feeds which field", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in code:
+            rows[cells[0]] = tuple(re.findall(r"`([^`]+)`", cells[1]))
+    assert rows == {field: tuple(keys) for field, keys in code.items()}
