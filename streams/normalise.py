@@ -1,4 +1,5 @@
-"""OTLP spans -> the shared Span model: flat attributes plus GenAI/OpenInference fields. Pure."""
+"""OTLP spans -> the shared Span model: flat attributes plus the GenAI fields, read from the OTel GenAI,
+OpenLLMetry and OpenInference conventions (README: "Which attribute feeds which field"). Pure."""
 
 from __future__ import annotations
 
