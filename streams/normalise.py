@@ -30,9 +30,9 @@ _MAX_NESTING = 32  # protobuf decoding allows ~47 levels; beyond this nobody is 
 _KINDS: tuple[SpanKind, ...] = ("unspecified", "internal", "server", "client", "producer", "consumer")
 _STATUSES: tuple[StatusCode, ...] = ("unset", "ok", "error")
 
-# Lookup keys in precedence order: OTel GenAI semconv (newest name first, then deprecated ones), then
-# OpenLLMetry's own names, then OpenInference, then our own SDK's. The token keys live in
-# schemas/usage.py, which the ingest shares. README.md ("Which attribute feeds which field") is this
+# Lookup keys per field in precedence order: the OTel GenAI conventions first (newest name first, then
+# deprecated ones), then OpenLLMetry's and OpenInference's names, our own SDK's last. The token keys
+# live in schemas/usage.py, which the ingest shares. README.md ("Which attribute feeds which field") is this
 # table with the instrumentations that emit each name; tests/streams/test_conventions.py has a span
 # per row, shaped as that instrumentation emits it.
 _PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
