@@ -36,8 +36,8 @@ _STATUSES: tuple[StatusCode, ...] = ("unset", "ok", "error")
 # table with the instrumentations that emit each name; tests/streams/test_conventions.py has a span
 # per row, shaped as that instrumentation emits it.
 _PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
-_REQUEST_MODEL = ("gen_ai.request.model", "llm.model_name")
-_RESPONSE_MODEL = ("gen_ai.response.model", "llm.model_name")
+_REQUEST_MODEL = ("gen_ai.request.model", "llm.model_name", "embedding.model_name")
+_RESPONSE_MODEL = ("gen_ai.response.model", "llm.model_name", "embedding.model_name")
 _OPERATION = ("gen_ai.operation.name", "llm.request.type", "openinference.span.kind")
 _SESSION = (
     "gen_ai.conversation.id",

@@ -137,6 +137,16 @@ def test_openinference_openai_prompt_and_details() -> None:
     assert (span.session_id, span.user_id, span.prompt_version) == ("sess-1", "user-1", "v3")
 
 
+def test_openinference_openai_embedding_names_its_model_in_embedding_model_name() -> None:
+    # openai _response_attributes_extractor: embeddings carry embedding.model_name, not llm.model_name.
+    span = emitted({"openinference.span.kind": "EMBEDDING", "llm.provider": "openai", "llm.system": "openai",
+                    "embedding.model_name": "text-embedding-3-small", "llm.token_count.prompt": 8,
+                    "llm.token_count.total": 8}, scope="openinference.instrumentation.openai")  # fmt: skip
+    assert (span.operation, span.model, tokens(span)) == ("embeddings", "text-embedding-3-small", (8, 0, 0, 0, 0))
+    enrich(span, EnrichmentPolicy())
+    assert span.cost_usd == D("0.00000016")  # $0.02 per MTok
+
+
 def test_openinference_anthropic_prompt_already_includes_the_cache() -> None:
     # anthropic _wrappers._get_llm_token_counts: prompt = input + cache_creation + cache_read.
     span = emitted({
@@ -208,7 +218,7 @@ def test_openllmetry_anthropic_before_0_5_old_names_and_summed_prompt() -> None:
 
 def test_openllmetry_openai_reasoning_tokens_and_end_user() -> None:
     span = emitted({
-        "gen_ai.system": "openai", "llm.request.type": "chat", "gen_ai.request.model": "o3-mini",
+        "gen_ai.system": "OpenAI", "llm.request.type": "chat", "gen_ai.request.model": "o3-mini",
         "gen_ai.response.model": "o3-mini-2025-01-31", "gen_ai.usage.prompt_tokens": 900,
         "gen_ai.usage.completion_tokens": 1_400, "gen_ai.usage.reasoning_tokens": 1_152,
         "gen_ai.usage.cache_read_input_tokens": 768, "llm.user": "customer-17",
