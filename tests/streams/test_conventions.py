@@ -330,10 +330,10 @@ def test_ibm_watsonx_has_a_canonical_provider_but_no_price() -> None:
     span = emitted({"gen_ai.provider.name": "ibm.watsonx.ai", "gen_ai.request.model": "ibm/granite-3-8b-instruct",
                     "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 1})  # fmt: skip
     enrich(span, EnrichmentPolicy())
-    assert (span.provider, span.cost_usd) == ("ibm", None)
+    assert (span.provider, span.cost_usd) == ("ibm.watsonx.ai", None)
     old = emitted({"gen_ai.system": "Watsonx", "gen_ai.request.model": "ibm/granite-13b-chat-v2"})  # OpenLLMetry < 0.5
     enrich(old, EnrichmentPolicy())
-    assert old.provider == "ibm"
+    assert old.provider == "ibm.watsonx.ai"
 
 
 def test_readme_table_lists_exactly_the_attributes_the_normaliser_reads_in_its_order() -> None:
