@@ -40,7 +40,7 @@ _TIER_KEYS = ("openai.response.service_tier", "gen_ai.openai.response.service_ti
 
 @dataclass(slots=True)
 class CostResult:
-    cost_usd: Decimal | None  # None = unknown (no price, no usage reported, or inconsistent usage); never a guessed 0
+    cost_usd: Decimal | None  # None = unknown (no price, no usage, or inconsistent usage); never a guessed 0
     price_source: str  # PRICE_SOURCE, OVERRIDE_SOURCE, or "" when unknown
     model_ref: str  # the priced model: genai-prices model id or the override's model
     breakdown: dict[str, Decimal] = field(default_factory=dict)  # TOKEN_CLASSES (+ "requests") → USD
