@@ -1,7 +1,7 @@
 """Per-span validation of decoded OTLP requests, and splitting them into size-bounded chunks.
 
-Validation covers everything the store needs (ids, times it can hold, a plausible duration, a size
-that fits one Kafka message), so a span that gets 200 is a span the worker can store.
+Validation covers everything the store needs (ids, times it can hold, a plausible duration, plausible
+token counts, a size that fits one Kafka message), so a span that gets 200 is a span the worker can store.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from schemas.times import (
     NS_PER_SECOND,
     STORABLE_YEARS,
 )
+from schemas.usage import TOKEN_COUNT_KEYS, implausible_count
 
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
@@ -118,6 +119,9 @@ def _reject_reason(span: trace_pb2.Span, earliest: int, latest: int, too_early: 
         return f"duration over {_duration(MAX_SPAN_DURATION_NS)}"
     if end >= MAX_STORABLE_NS or any(not MIN_STORABLE_NS <= e.time_unix_nano < MAX_STORABLE_NS for e in span.events):
         return f"a time outside {STORABLE_YEARS} (end or event time), which the store cannot hold"
+    for kv in span.attributes:  # one such count would dominate every token sum it joins
+        if kv.key in TOKEN_COUNT_KEYS and (reason := implausible_count(kv.key, kv.value)):
+            return reason
     return None
 
 

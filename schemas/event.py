@@ -29,13 +29,13 @@ from pydantic import (
 
 from llmscope.errors import BadRequest, PayloadTooLarge
 from schemas.times import EVENT_EARLIEST_NS, EVENT_LATEST_NS, MAX_SPAN_DURATION_NS
+from schemas.usage import MAX_TOKENS
 
 DEFAULT_MAX_EVENTS = 1000
 MAX_CONTENT_BYTES = 256 * 1024  # per input/output, as compact JSON; the SDK truncates well below this
 MAX_ERRORS_PER_EVENT = 20  # keeps a rejection response small even for a hopeless event
 
 _MAX_LATENCY_MS = MAX_SPAN_DURATION_NS / 1e6
-_MAX_TOKENS = 2**32 - 1
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$")
 
 
@@ -109,7 +109,7 @@ _trace_check, _trace_schema = _hex_checker(32)
 _span_check, _span_schema = _hex_checker(16)
 TraceId = Annotated[str, AfterValidator(_trace_check), _trace_schema]
 SpanId = Annotated[str, AfterValidator(_span_check), _span_schema]
-Tokens = Annotated[int, Field(ge=0, le=_MAX_TOKENS)]
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 ShortStr = Annotated[str, Field(max_length=256)]
 
 
@@ -165,6 +165,14 @@ class LLMEvent(BaseModel):
     cached_input_tokens: Tokens = 0
     cache_write_tokens: Tokens = 0
     reasoning_tokens: Tokens = 0
+    usage_reported: bool | None = Field(
+        None,
+        description=(
+            "Whether the token counts are the call's stated usage. true: they are, even when all are 0 (a cached"
+            " answer, a refused call: cost $0). false: no usage is known (no cost); counts must then be 0."
+            " Absent: usage is known if any count is above 0, as before this field existed."
+        ),
+    )
 
     status: Literal["ok", "error"] = "ok"
     error: ErrorInfo | None = None
@@ -216,6 +224,8 @@ class LLMEvent(BaseModel):
                 f"reasoning_tokens: {self.reasoning_tokens} exceed output_tokens {self.output_tokens},"
                 " which must include them"
             )
+        if self.usage_reported is False and self.input_tokens + self.output_tokens > 0:
+            raise ValueError("usage_reported: is false but input_tokens or output_tokens is above 0")
         if self.end_timestamp is not None:
             if self.end_timestamp < self.timestamp:
                 raise ValueError("end_timestamp: is before timestamp")
@@ -230,6 +240,13 @@ class LLMEvent(BaseModel):
         if self.span_id == self.parent_span_id:
             raise ValueError("parent_span_id: equals span_id")
         return self
+
+    @property
+    def has_usage(self) -> bool:
+        """Usage is known: stated by usage_reported, or (when it is absent) a count above 0."""
+        if self.usage_reported is not None:
+            return self.usage_reported
+        return self.input_tokens + self.output_tokens > 0
 
     @property
     def end_ns(self) -> int:

@@ -5,7 +5,9 @@ overrides with it, so an override set for `azure.ai.openai` matches spans from `
 from __future__ import annotations
 
 # Provider ids are genai-prices provider ids wherever genai-prices has one, so the cost stage can
-# price with the normalised id as is. Azure OpenAI (and Azure AI inference) map to `azure`: the
+# price with the normalised id as is. Keys: every `gen_ai.provider.name` value the GenAI conventions
+# list (and the older `gen_ai.system` ones), OpenInference's `llm.provider`/`llm.system` values and
+# OpenLLMetry's (capitalised names before 0.5: they arrive here lowercased). Azure OpenAI (and Azure AI inference) map to `azure`: the
 # genai-prices `azure` provider lists Azure's own models and falls back to the `openai` (then
 # anthropic, deepseek, x-ai, moonshotai) tables, which is how Azure prices OpenAI models. We do
 # not map them to `openai`, because dashboards must still tell Azure traffic apart.
@@ -80,6 +82,16 @@ _PROVIDER_ALIASES: dict[str, str] = {
     "cerebras": "cerebras",
     "moonshot": "moonshotai",
     "moonshotai": "moonshotai",
+    "moonshot_ai": "moonshotai",
+    # Providers genai-prices has no table for keep one canonical id all the same (no price: cost null).
+    "ibm.watsonx.ai": "ibm.watsonx.ai",
+    "watsonx": "ibm.watsonx.ai",
+    "watsonx.ai": "ibm.watsonx.ai",
+    "ibm_watsonx": "ibm.watsonx.ai",
+    "hugging_face": "huggingface",
+    "huggingface": "huggingface",
+    "aleph_alpha": "aleph_alpha",
+    "alephalpha": "aleph_alpha",
     "meta": "meta",
     "meta-llama": "meta",
     "voyage": "voyageai",

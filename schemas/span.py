@@ -50,6 +50,10 @@ class Span:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    # True when the producer stated its token usage, even as all zeros (a cached answer, a refused
+    # call: those cost $0). False when it said nothing: usage, and so cost, is unknown. A span with a
+    # non-zero count has usage whatever this says (see has_usage).
+    usage_reported: bool = False
     cost_usd: Decimal | None = None
     price_source: str = ""
     model_version: str = ""
@@ -67,6 +71,12 @@ class Span:
     @property
     def duration_ns(self) -> int:
         return max(0, self.end_time_ns - self.start_time_ns)
+
+    @property
+    def has_usage(self) -> bool:
+        """Token usage is known: stated (even as zeros) or evident from a non-zero count."""
+        counts = (self.input_tokens, self.output_tokens, self.cached_input_tokens, self.cache_write_tokens)
+        return self.usage_reported or any(counts) or self.reasoning_tokens > 0
 
     @property
     def model(self) -> str:
@@ -99,6 +109,7 @@ class Span:
             "cached_input_tokens": self.cached_input_tokens,
             "cache_write_tokens": self.cache_write_tokens,
             "reasoning_tokens": self.reasoning_tokens,
+            "usage_reported": int(self.has_usage),
             # Fixed-point text: str(Decimal) may say 3.5E-8, which ClickHouse's Decimal parser refuses.
             "cost_usd": None if self.cost_usd is None else format(self.cost_usd, "f"),
             "price_source": self.price_source,

@@ -4,6 +4,8 @@
 # `cached_input_tokens` (cache reads) and `cache_write_tokens`; `reasoning_tokens` is part of
 # `output_tokens`. Anthropic's native `input_tokens` excludes cache tokens: the normaliser upstream
 # sums them, and this stage expects the sums. Counts that break these subset rules get no cost.
+# Zero is not unknown: a span that stated its usage as zero tokens costs $0 (plus the per-request fee
+# of the few models that charge one); a span that stated no usage at all gets no cost.
 # A class without its own price bills at its parent's: cache reads/writes as input, reasoning as
 # output. Cache writes all bill at the 5-minute rate (`cache_write_mtok`): spans carry no TTL split.
 
@@ -65,8 +67,9 @@ def compute_cost(
     for (provider, model) wins over the table; prices are those in force at start."""
     if identity is None:
         return CostResult(None, "", "", note="no model")
-    if span.input_tokens <= 0 and span.output_tokens <= 0:
-        # Zero usage usually means usage was never reported (e.g. an interrupted stream): unknown.
+    if not span.has_usage:
+        # Never reported (an interrupted stream, an instrumentation that records none): unknown.
+        # Reported as zero (a cached answer, a refused call) is known, and priced below at $0.
         return CostResult(None, "", identity.family, note="no usage")
     if (
         span.cached_input_tokens + span.cache_write_tokens > span.input_tokens

@@ -1,4 +1,5 @@
-"""OTLP spans -> the shared Span model: flat attributes plus GenAI/OpenInference fields. Pure."""
+"""OTLP spans -> the shared Span model: flat attributes plus the GenAI fields, read from the OTel GenAI,
+OpenLLMetry and OpenInference conventions (README: "Which attribute feeds which field"). Pure."""
 
 from __future__ import annotations
 
@@ -12,48 +13,62 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from schemas.span import MAX_VALUE_BYTES, TRUNCATED_MARK, Span, SpanEvent, SpanKind, StatusCode, cap_text
+from schemas.usage import (
+    CACHE_READ_TOKENS,
+    CACHE_WRITE_TOKENS,
+    INPUT_TOKENS,
+    MAX_TOKENS,
+    OUTPUT_TOKENS,
+    REASONING_TOKENS,
+    TOKEN_COUNT_KEYS,
+    token_count,
+)
 
 _SHORT_CHARS = MAX_VALUE_BYTES // 4  # at most 4 UTF-8 bytes a character: no need to encode to know
 _MAX_NESTING = 32  # protobuf decoding allows ~47 levels; beyond this nobody is reading it anyway
-_MAX_TOKENS = 2**63 - 1
 
 _KINDS: tuple[SpanKind, ...] = ("unspecified", "internal", "server", "client", "producer", "consumer")
 _STATUSES: tuple[StatusCode, ...] = ("unset", "ok", "error")
 
-# Lookup keys in precedence order: OTel GenAI semconv, then OpenInference, then our own SDK's.
+# Lookup keys per field in precedence order: the OTel GenAI conventions first (newest name first, then
+# deprecated ones), then OpenLLMetry's and OpenInference's names, our own SDK's last. The token keys
+# live in schemas/usage.py, which the ingest shares. README.md ("Which attribute feeds which field") is this
+# table with the instrumentations that emit each name; tests/streams/test_conventions.py has a span
+# per row, shaped as that instrumentation emits it.
 _PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
-_REQUEST_MODEL = ("gen_ai.request.model", "llm.model_name")
-_RESPONSE_MODEL = ("gen_ai.response.model", "llm.model_name")
-_INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
-_OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion")
-_CACHE_READ = ("gen_ai.usage.cache_read.input_tokens", "llm.token_count.prompt_details.cache_read")
-_CACHE_WRITE = ("gen_ai.usage.cache_creation.input_tokens", "llm.token_count.prompt_details.cache_write")
-_REASONING = ("gen_ai.usage.reasoning.output_tokens", "llm.token_count.completion_details.reasoning")
-_SESSION = ("gen_ai.conversation.id", "session.id", "llmscope.session_id")
-_USER = ("user.id", "enduser.id", "llmscope.user_id")
-_PROMPT_NAME = ("gen_ai.prompt.name", "llm.prompt_template.name", "llmscope.prompt.name")
-_PROMPT_VERSION = ("gen_ai.prompt.version", "llm.prompt_template.version", "llmscope.prompt.version")
+_REQUEST_MODEL = ("gen_ai.request.model", "llm.model_name", "embedding.model_name")
+_RESPONSE_MODEL = ("gen_ai.response.model", "llm.model_name", "embedding.model_name")
+_OPERATION = ("gen_ai.operation.name", "llm.request.type", "openinference.span.kind")
+_SESSION = (
+    "gen_ai.conversation.id",
+    "session.id",
+    "traceloop.association.properties.session_id",
+    "llmscope.session_id",
+)
+_USER = ("user.id", "enduser.id", "traceloop.association.properties.user_id", "llm.user", "llmscope.user_id")
+_PROMPT_NAME = ("gen_ai.prompt.name", "traceloop.prompt.key", "llm.prompt_template.name", "llmscope.prompt.name")
+_PROMPT_VERSION = (
+    "gen_ai.prompt.version",
+    "traceloop.prompt.version",
+    "llm.prompt_template.version",
+    "llmscope.prompt.version",
+)
 _FINISH_REASONS = "gen_ai.response.finish_reasons"
-_OPERATION = "gen_ai.operation.name"
-_OPENINFERENCE_KIND = "openinference.span.kind"
+# OpenLLMetry's request types, as GenAI operation names.
+_OPERATION_ALIASES = {"completion": "text_completion", "embedding": "embeddings", "unknown": ""}
 
 _RAW_KEYS = frozenset(
     (
         *_PROVIDER,
         *_REQUEST_MODEL,
         *_RESPONSE_MODEL,
-        *_INPUT_TOKENS,
-        *_OUTPUT_TOKENS,
-        *_CACHE_READ,
-        *_CACHE_WRITE,
-        *_REASONING,
+        *_OPERATION,
+        *TOKEN_COUNT_KEYS,
         *_SESSION,
         *_USER,
         *_PROMPT_NAME,
         *_PROMPT_VERSION,
         _FINISH_REASONS,
-        _OPERATION,
-        _OPENINFERENCE_KIND,
     )
 )
 
@@ -153,18 +168,44 @@ def _apply_llm_fields(out: Span, raw: dict[str, AnyValue], flat: dict[str, str])
     out.provider = _first_string(flat, _PROVIDER).strip().lower()
     out.request_model = _first_string(flat, _REQUEST_MODEL)
     out.response_model = _first_string(flat, _RESPONSE_MODEL)
-    out.operation = flat.get(_OPERATION) or flat.get(_OPENINFERENCE_KIND, "").strip().lower()
-    out.input_tokens = _first_count(raw, _INPUT_TOKENS)
-    out.output_tokens = _first_count(raw, _OUTPUT_TOKENS)
-    out.cached_input_tokens = _first_count(raw, _CACHE_READ)
-    out.cache_write_tokens = _first_count(raw, _CACHE_WRITE)
-    out.reasoning_tokens = _first_count(raw, _REASONING)
+    operation = _first_string(flat, _OPERATION).strip().lower()
+    out.operation = _OPERATION_ALIASES.get(operation, operation)
+    _apply_usage(out, raw)
     out.session_id = _first_string(flat, _SESSION)
     out.user_id = _first_string(flat, _USER)
     out.prompt_name = _first_string(flat, _PROMPT_NAME)
     out.prompt_version = _first_string(flat, _PROMPT_VERSION)
     if _FINISH_REASONS in raw:
         out.finish_reasons = _string_list(raw[_FINISH_REASONS])
+    else:
+        out.finish_reasons = _indexed_finish_reasons(flat)
+
+
+def _apply_usage(out: Span, raw: dict[str, AnyValue]) -> None:
+    """Token counts with the GenAI semconv meaning: input and output are totals that include their
+    cache and reasoning parts. Usage is reported when an input or output count is present, even 0.
+
+    Two providers mean something else by their own fields, and some instrumentations pass them on
+    raw: Anthropic's `input_tokens` (and Bedrock Converse's `inputTokens`) exclude cache reads and
+    writes, and Gemini's `candidates_token_count` excludes thinking tokens. A part larger than its
+    total can only come from such a raw count, so the part is added to the total. A raw count that
+    happens to be at least as large as its parts cannot be told apart from a total and is kept."""
+    given = _first_count(raw, INPUT_TOKENS), _first_count(raw, OUTPUT_TOKENS)
+    if given == (None, None):
+        return
+    total_in, total_out = given[0] or 0, given[1] or 0
+    read = _first_count(raw, CACHE_READ_TOKENS) or 0
+    written = _first_count(raw, CACHE_WRITE_TOKENS) or 0
+    reasoning = _first_count(raw, REASONING_TOKENS) or 0
+    if read + written > total_in:
+        total_in += read + written
+    if reasoning > total_out:
+        total_out += reasoning
+    if max(total_in, total_out) > MAX_TOKENS:
+        return  # not a plausible count (the ingest refuses these): unknown usage, not poisoned sums
+    out.usage_reported = True
+    out.input_tokens, out.output_tokens = total_in, total_out
+    out.cached_input_tokens, out.cache_write_tokens, out.reasoning_tokens = read, written, reasoning
 
 
 def _first_string(flat: dict[str, str], keys: tuple[str, ...]) -> str:
@@ -174,37 +215,23 @@ def _first_string(flat: dict[str, str], keys: tuple[str, ...]) -> str:
     return ""
 
 
-def _first_count(raw: dict[str, AnyValue], keys: tuple[str, ...]) -> int:
+def _first_count(raw: dict[str, AnyValue], keys: tuple[str, ...]) -> int | None:
+    """The first key that states a count; None when none does (absent, or not a number)."""
     for key in keys:
-        if key in raw:
-            return _count(raw[key])
-    return 0
+        if key in raw and (count := token_count(raw[key])) is not None:
+            return count
+    return None
 
 
-def _count(value: AnyValue) -> int:
-    """A token count from an int, double or numeric string; anything else or negative is 0."""
-    which = value.WhichOneof("value")
-    number: float | int
-    if which == "int_value":
-        number = value.int_value
-    elif which == "double_value":
-        number = value.double_value
-    elif which == "string_value":
-        text = value.string_value.strip()
-        try:
-            number = int(text)
-        except ValueError:
-            try:
-                number = float(text)
-            except ValueError:
-                return 0
-    else:
-        return 0
-    if isinstance(number, float):
-        if not math.isfinite(number):
-            return 0
-        number = int(number)
-    return min(number, _MAX_TOKENS) if number > 0 else 0
+def _indexed_finish_reasons(flat: dict[str, str]) -> list[str]:
+    """OpenLLMetry's per-choice `gen_ai.completion.<i>.finish_reason`, in choice order."""
+    found = []
+    for key, value in flat.items():
+        if key.startswith("gen_ai.completion.") and key.endswith(".finish_reason") and value:
+            index = key[len("gen_ai.completion.") : -len(".finish_reason")]
+            if index.isdigit():
+                found.append((int(index), value))
+    return [value for _, value in sorted(found)]
 
 
 def _string_list(value: AnyValue) -> list[str]:

@@ -58,6 +58,7 @@ def event_to_span(event: LLMEvent, tenant_id: str) -> Span:
         cached_input_tokens=event.cached_input_tokens,
         cache_write_tokens=event.cache_write_tokens,
         reasoning_tokens=event.reasoning_tokens,
+        usage_reported=event.has_usage,
         session_id=event.session_id,
         user_id=event.user_id,
         prompt_name=event.prompt_name,

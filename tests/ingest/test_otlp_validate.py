@@ -10,6 +10,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from ingest.otlp_validate import split_request, validate_spans
+from schemas.usage import MAX_TOKENS
+from tests.otlp_factory import kv
 
 NOW = 1_800_000_000_000_000_000
 SECOND = 1_000_000_000
@@ -79,6 +81,29 @@ def test_invalid_span_is_rejected_with_a_reason(fields: dict, reason: str) -> No
     assert result.error_message.startswith("rejected 1 of 2 spans: 1 with ")
     assert reason in result.error_message
     assert len(_span_ids(result.request)) == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "rejected"),
+    [
+        ("gen_ai.usage.input_tokens", 2**32, True),
+        ("gen_ai.usage.output_tokens", 1e19, True),
+        ("llm.token_count.prompt", "99999999999", True),  # numeric strings count as counts
+        ("gen_ai.usage.cache_write.input_tokens", 2**40, True),
+        ("gen_ai.usage.input_tokens", MAX_TOKENS, False),  # the bound itself is plausible
+        ("gen_ai.usage.input_tokens", "lots", False),  # not a count: the normaliser ignores it
+        ("gen_ai.request.max_tokens", 2**40, False),  # not a usage attribute
+    ],
+)
+def test_span_with_an_implausible_token_count_is_rejected_with_the_attribute(
+    key: str, value: object, rejected: bool
+) -> None:
+    span = _span()
+    span.attributes.append(kv(key, value))
+    result = validate_spans(_request([[_span(), span]]), now_ns=NOW, max_past_ns=RETENTION)
+    assert (result.accepted, result.rejected) == ((1, 1) if rejected else (2, 0))
+    if rejected:
+        assert f"1 with token count over {MAX_TOKENS} in {key}" in result.error_message
 
 
 def test_empty_parent_span_id_is_a_valid_root() -> None:

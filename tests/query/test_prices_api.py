@@ -177,10 +177,13 @@ async def seeded_unknown(store: Store) -> None:
         + [{"model": "zeta-mini", "provider": "zeta", "start_ns": NOW - 48 * HOUR}]  # outside a 24 h window
         + [{"model": "gpt-4o", "provider": "openai"}]  # priced
         + [{"model": "no-usage-model", "provider": "acme", "input_tokens": 0, "output_tokens": 0}]  # nothing to price
-        # Known model, inconsistent counts: unpriced, but not for want of a price.
-        + [{"model": "gpt-4o", "provider": "openai", "extra": {"gen_ai.usage.cache_read.input_tokens": 500}}]
+        + [{"model": "gpt-4o", "provider": "openai"}]
     )
     rows = _rows(t, specs) + _rows("prices-a", [{"model": "acme-frontier-9000", "provider": "acme"}])
+    # Known model, inconsistent counts (a row stored before the normaliser completed raw Anthropic
+    # inputs; it now adds a cache part larger than its total to the total): unpriced, but not for
+    # want of a price.
+    rows[6] |= {"cached_input_tokens": 500, "cost_usd": None, "price_source": ""}
     # Only the first five have usage and a consistent count; of those only gpt-4o has a price.
     assert [r["cost_usd"] is None for r in rows] == [True, True, True, True, False, True, True, True]
     await asyncio.to_thread(store.insert_rows, f"{store.database}.spans", rows, "seed-prices-unknown")

@@ -18,6 +18,7 @@ from schemas.event import (
     format_errors,
     validate_batch,
 )
+from schemas.usage import MAX_TOKENS
 
 T0 = "2026-03-04T05:06:07.123456789Z"
 T0_NS = 1772600767123456789
@@ -99,6 +100,17 @@ def test_token_classes_must_fit_inside_the_totals() -> None:
         "cached_input_tokens: 8 + cache_write_tokens 3 exceed input_tokens 10"
     )
     assert errors_of(output_tokens=5, reasoning_tokens=6)[0].startswith("reasoning_tokens: 6 exceed output_tokens 5")
+
+
+def test_token_counts_are_capped_at_the_shared_bound() -> None:
+    assert errors_of(input_tokens=MAX_TOKENS + 1) == [f"input_tokens: Input should be less than or equal to {MAX_TOKENS}"]
+    assert LLMEvent.model_validate(ev(input_tokens=MAX_TOKENS)).input_tokens == MAX_TOKENS
+
+
+def test_usage_reported_false_with_counts_is_refused() -> None:
+    assert errors_of(usage_reported=False, output_tokens=2) == [
+        "usage_reported: is false but input_tokens or output_tokens is above 0"
+    ]
 
 
 def test_timing_consistency() -> None:

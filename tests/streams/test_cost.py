@@ -1,4 +1,5 @@
-"""Cost per token class against hand-computed figures from genai-prices' bundled table (0.2.3)."""
+"""Cost per token class against hand-computed figures from genai-prices' bundled table (0.2.3); zero usage
+costs $0, usage never reported costs nothing known."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import genai_prices
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.trace.v1 import trace_pb2
 
+from schemas.event import LLMEvent
+from streams.stages.sdk_events import event_to_span
 from schemas.span import Span
 from schemas.tenant_settings import OVERRIDE_SOURCE, PRICE_SOURCE, OverrideKey, PriceOverride
 from streams.stages import cost
 from streams.stages.cost import CostResult, cache_info, index_overrides
 from streams.stages.model_names import resolve_model
+from streams.stages.normalise import normalise
+from tests.otlp_factory import kv, request_of
 
 D = Decimal
 M = 1_000_000  # prices are USD per million tokens
@@ -284,3 +290,95 @@ def test_matches_genai_prices_calc_price(
         usage, identity.ref, provider_id=identity.provider, genai_request_timestamp=datetime.fromtimestamp(seconds, UTC)
     ).total_price
     assert compute_cost(span).cost_usd == expected
+
+
+# Zero is not unknown: spans as producers send them, through the real normaliser and event_to_span.
+
+
+def _normalised(attrs: dict[str, object]) -> Span:
+    (span,) = normalise(request_of([_otlp_span(attrs)]), "t1")
+    return span
+
+
+def _otlp_span(attrs: dict[str, object]) -> trace_pb2.Span:
+    start = _ns(2025, 1, 15, 12)
+    return trace_pb2.Span(
+        trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="chat", start_time_unix_nano=start,
+        end_time_unix_nano=start + 10**9, attributes=[kv(k, v) for k, v in attrs.items()],
+    )  # fmt: skip
+
+
+_GPT_4O = {"gen_ai.provider.name": "openai", "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {**_GPT_4O, "gen_ai.usage.input_tokens": 0, "gen_ai.usage.output_tokens": 0},  # a cached answer
+        {**_GPT_4O, "gen_ai.usage.output_tokens": 0},  # only one side stated, as 0: still stated
+        {**_GPT_4O, "gen_ai.usage.prompt_tokens": 0, "gen_ai.usage.completion_tokens": 0},  # deprecated names
+        {"llm.provider": "openai", "llm.model_name": "gpt-4o", "openinference.span.kind": "LLM",
+         "llm.token_count.prompt": 0, "llm.token_count.completion": 0},  # OpenInference
+    ],
+)  # fmt: skip
+def test_explicit_zero_usage_through_the_normaliser_costs_zero(attrs: dict[str, object]) -> None:
+    span = _normalised(attrs)
+    assert span.usage_reported and span.has_usage
+    r = compute_cost(span)
+    assert (r.cost_usd, r.price_source, r.model_ref) == (D(0), PRICE_SOURCE, "gpt-4o")
+    assert r.breakdown == dict.fromkeys(("input", "cached_input", "cache_write", "output", "reasoning"), D(0))
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        _GPT_4O,  # no usage attribute at all (an interrupted stream)
+        {**_GPT_4O, "gen_ai.usage.input_tokens": "n/a", "gen_ai.usage.output_tokens": -1},  # not counts
+        {**_GPT_4O, "gen_ai.usage.cache_read.input_tokens": 0},  # a part alone states no usage
+        {**_GPT_4O, "gen_ai.usage.input_tokens": 2**40},  # above MAX_TOKENS: refused at the ingest
+    ],
+)
+def test_span_without_usage_through_the_normaliser_has_unknown_cost(attrs: dict[str, object]) -> None:
+    span = _normalised(attrs)
+    assert not span.usage_reported and not span.has_usage
+    r = compute_cost(span)
+    assert (r.cost_usd, r.price_source, r.note) == (None, "", "no usage")
+
+
+def test_explicit_zero_usage_of_an_unpriced_model_is_still_unknown() -> None:
+    span = _normalised({"gen_ai.provider.name": "acme", "gen_ai.request.model": "acme-frontier-9000",
+                        "gen_ai.usage.input_tokens": 0, "gen_ai.usage.output_tokens": 0})  # fmt: skip
+    assert span.usage_reported
+    assert (compute_cost(span).cost_usd, compute_cost(span).note) == (None, "no price for model")
+
+
+def test_explicit_zero_usage_still_pays_a_per_request_fee() -> None:
+    # perplexity sonar: $1 / $1 per MTok plus $12 per thousand requests; zero tokens, one request.
+    span = _normalised({"gen_ai.provider.name": "perplexity", "gen_ai.request.model": "sonar",
+                        "gen_ai.usage.input_tokens": 0, "gen_ai.usage.output_tokens": 0})  # fmt: skip
+    assert compute_cost(span).cost_usd == D("0.012")
+
+
+def _event(**fields: object) -> Span:
+    event = LLMEvent.model_validate(
+        {"id": "ev-1", "timestamp": _ns(2025, 1, 15, 12), "provider": "openai", "model": "gpt-4o", **fields}
+    )
+    return event_to_span(event, "t1")
+
+
+@pytest.mark.parametrize(
+    ("fields", "cost"),
+    [
+        ({"usage_reported": True}, D(0)),  # stated as zero: $0
+        ({"usage_reported": True, "input_tokens": 0, "output_tokens": 0}, D(0)),
+        ({}, None),  # no usage and no flag: unknown, as events always were
+        ({"input_tokens": 0, "output_tokens": 0}, None),  # older SDKs send zeros when usage never arrived
+        ({"usage_reported": False}, None),  # stated as unknown
+        ({"input_tokens": 1_000_000, "output_tokens": 100_000}, D("3.5")),  # gpt-4o: $2.50 + $10 per MTok
+        ({"usage_reported": True, "input_tokens": 1_000_000}, D("2.5")),
+    ],
+)
+def test_sdk_event_usage_through_event_to_span(fields: dict[str, object], cost: Decimal | None) -> None:
+    span = _event(**fields)
+    assert span.has_usage is (cost is not None)
+    assert compute_cost(span).cost_usd == cost

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from schemas.event import LLMEvent, derived_span_id, derived_trace_id
 from streams.stages.sdk_events import event_to_span
 from tests.schemas.test_event import T0_NS, ev
@@ -74,3 +76,18 @@ def test_event_to_span_derives_trace_and_defaults() -> None:
     # Deterministic: a retried event lands on the same ids.
     again = event_to_span(LLMEvent.model_validate(ev(id="x", operation="tool", name="search")), "t")
     assert (again.trace_id, again.span_id) == (span.trace_id, span.span_id)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reported"),
+    [
+        ({}, False),  # no counts, no flag: usage unknown (as before the flag existed)
+        ({"input_tokens": 0, "output_tokens": 0}, False),  # what older SDKs send when usage never arrived
+        ({"input_tokens": 3}, True),
+        ({"usage_reported": True}, True),  # zero usage, stated: costs $0
+        ({"usage_reported": False}, False),
+    ],
+)
+def test_usage_reported_says_zero_is_not_unknown(fields: dict[str, object], reported: bool) -> None:
+    span = event_to_span(LLMEvent.model_validate(ev(**fields)), "t")
+    assert (span.usage_reported, span.to_row(0)["usage_reported"]) == (reported, int(reported))
