@@ -1,0 +1,154 @@
+"""The robust seasonal baseline of one metric of one series: what a minute is expected to be, and
+how much the series normally departs from that.
+
+Model
+-----
+Expected value (in log1p space for traffic-like metrics, so seasonality and level are
+multiplicative; as is for rates) = seasonal profile + level:
+
+* The profile has one cell per hour of the week (168): each learns the mean of its hour over the
+  past weeks, with a Huber-clipped running mean that becomes an exponential one (GAMMA_MIN, about
+  two weeks of that hour's minutes) once warm. A minute's profile value interpolates linearly
+  between the centres of the two nearest hours, so a smooth daily curve is tracked to well within
+  the noise. Until a cell has been seen once, the same hour of an earlier day stands in for it (a
+  new series gets daily seasonality after one day, weekly after one week).
+* The level is a Huber-clipped EWMA (ALPHA, about an hour) of what the profile did not explain:
+  growth, and shifts that last.
+* Dispersion: one cell per hour of day (24, UTC) holds the series' robust scale in units of the
+  metric's sampling noise (series.Metric.noise): the clipped mean absolute standardised residual,
+  rescaled so that it estimates a standard deviation. Scaling by the noise model lets the scale
+  follow the volume minute by minute (a quiet night minute is noisier than a busy one).
+
+Robust to the anomalies themselves: every update is clipped at CLIP robust σ; while a minute is
+anomalous (or an episode is open) the level and profile learn at ANOMALY_RATE of their rate and the
+dispersion not at all, so a spike barely moves the baseline while a shift that lasts is adopted
+over hours (and its episode then closes).
+
+State is fixed in size (see `size`) and held as float32/uint8 arrays whose values are rounded when
+written, so what `to_bytes` writes is exactly what the next update reads: a restored baseline
+continues bit for bit as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from array import array
+
+HOURS_PER_WEEK = 168
+HOURS_PER_DAY = 24
+MONDAY = 72  # epoch hour 0 is a Thursday: +72 h makes hour-of-week 0 Monday 00:00 UTC
+
+ALPHA = 1 / 60  # level: EWMA weight per minute
+GAMMA_MIN = 1 / 120  # profile cell: final EWMA weight per minute of its hour (60 such minutes a week)
+BETA_MIN = 1 / 240  # dispersion cell: final EWMA weight per minute of its hour of day
+CLIP = 2.0  # Huber clip of location updates, in robust σ
+DISP_CLIP = 3.0  # clip of dispersion updates, in current dispersions
+DISP_WARM = 30  # minutes of a dispersion cell averaged unclipped before clipping starts
+_MAX_COUNT = 255
+# E|Z| and E[min(|Z|, 3)] for a standard normal Z: turn mean absolute deviations into σ.
+_K_MEAN_ABS = math.sqrt(math.pi / 2)
+_K_CLIPPED = 1 / (2 * (1 / math.sqrt(2 * math.pi)) * (1 - math.exp(-DISP_CLIP**2 / 2)) + DISP_CLIP * math.erfc(DISP_CLIP / math.sqrt(2)))
+
+_HEAD = struct.Struct("<dI")
+
+
+class Baseline:
+    __slots__ = ("loc", "count", "disp", "disp_count", "level", "learned")
+
+    def __init__(self) -> None:
+        self.loc = array("f", bytes(4 * HOURS_PER_WEEK))
+        self.count = array("B", bytes(HOURS_PER_WEEK))
+        self.disp = array("f", [1.0] * HOURS_PER_DAY)
+        self.disp_count = array("B", bytes(HOURS_PER_DAY))
+        self.level = 0.0
+        self.learned = 0  # minutes learned, saturating
+
+    # -- reading ---------------------------------------------------------------------------
+    def _cell(self, hour: int) -> float | None:
+        i = hour % HOURS_PER_WEEK
+        if self.count[i]:
+            return self.loc[i]
+        for back in range(HOURS_PER_DAY, HOURS_PER_WEEK, HOURS_PER_DAY):  # the same hour of an earlier day
+            j = (i - back) % HOURS_PER_WEEK
+            if self.count[j]:
+                return self.loc[j]
+        return None
+
+    def expected(self, minute: int) -> float | None:
+        """Expected value (transformed space) of an epoch minute, None before anything was learned."""
+        hour = minute // 60 + MONDAY
+        pos = (minute % 60 + 0.5) / 60  # centre of the minute within its hour, in (0, 1)
+        if pos < 0.5:
+            a, w = hour - 1, pos + 0.5  # between the previous hour's centre and this one's
+        else:
+            a, w = hour, pos - 0.5
+        va, vb = self._cell(a), self._cell(a + 1)
+        if va is None:
+            return None if vb is None else vb + self.level
+        if vb is None:
+            return va + self.level
+        return va + (vb - va) * w + self.level
+
+    def dispersion(self, minute: int) -> float:
+        """The series' robust σ at this hour of day, in units of the metric's sampling noise."""
+        return self.disp[(minute // 60) % HOURS_PER_DAY]
+
+    # -- learning --------------------------------------------------------------------------
+    def learn(self, minute: int, y: float, expected: float | None, sigma_y: float, rate: float) -> None:
+        """Fold one minute's value (metric scale) in; `expected` is what `expected(minute)` gave,
+        `sigma_y` the robust σ, `rate` the share of the usual learning rate (less while anomalous)."""
+        i = (minute // 60 + MONDAY) % HOURS_PER_WEEK
+        n = self.count[i]
+        if expected is None or n == 0:
+            # A cell's first minute sets it (the level stays: it belongs to the whole series).
+            self.loc[i] = y - self.level
+            self.count[i] = 1
+        else:
+            c = CLIP * sigma_y
+            e = y - expected
+            self.level += ALPHA * rate * (c if e > c else -c if e < -c else e)
+            e = y - self.level - self.loc[i]  # what is left for this hour's cell
+            gamma = max(GAMMA_MIN, 1.0 / (n + 1))
+            self.loc[i] += gamma * rate * (c if e > c else -c if e < -c else e)
+            if n < _MAX_COUNT:
+                self.count[i] = n + 1
+        if self.learned < 0xFFFFFFFF:
+            self.learned += 1
+
+    def learn_dispersion(self, minute: int, standardised: float) -> None:
+        """Fold in |observed - expected| / sampling noise of a normal minute."""
+        i = (minute // 60) % HOURS_PER_DAY
+        n = self.disp_count[i]
+        d = self.disp[i]
+        r = abs(standardised)
+        if n < DISP_WARM:
+            target = r * _K_MEAN_ABS
+        else:
+            target = min(r, DISP_CLIP * d) * _K_CLIPPED
+        self.disp[i] = max(1e-6, d + max(BETA_MIN, 1.0 / (n + 1)) * (target - d))
+        if n < _MAX_COUNT:
+            self.disp_count[i] = n + 1
+
+    # -- state -----------------------------------------------------------------------------
+    @staticmethod
+    def size() -> int:
+        return _HEAD.size + 5 * HOURS_PER_WEEK + 5 * HOURS_PER_DAY
+
+    def to_bytes(self) -> bytes:
+        return b"".join((_HEAD.pack(self.level, self.learned), self.loc.tobytes(), self.count.tobytes(),
+                         self.disp.tobytes(), self.disp_count.tobytes()))
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> Baseline:
+        if len(data) != cls.size():
+            raise ValueError(f"baseline state is {len(data)} bytes, expected {cls.size()}")
+        b = cls()
+        b.level, b.learned = _HEAD.unpack_from(data)
+        at = _HEAD.size
+        for name, width, cells in (("loc", 4, HOURS_PER_WEEK), ("count", 1, HOURS_PER_WEEK),
+                                   ("disp", 4, HOURS_PER_DAY), ("disp_count", 1, HOURS_PER_DAY)):
+            arr = getattr(b, name)
+            arr[:] = array(arr.typecode, bytes(data[at:at + width * cells]))
+            at += width * cells
+        return b
