@@ -40,28 +40,33 @@ HOURS_PER_DAY = 24
 MONDAY = 72  # epoch hour 0 is a Thursday: +72 h makes hour-of-week 0 Monday 00:00 UTC
 
 ALPHA = 1 / 60  # level: EWMA weight per minute
+LEVEL_MAX = 100.0  # bounds of a multiplicative level
 GAMMA_MIN = 1 / 120  # profile cell: final EWMA weight per minute of its hour (60 such minutes a week)
 BETA_MIN = 1 / 240  # dispersion cell: final EWMA weight per minute of its hour of day
+STAND_IN = 10  # weight, in minutes, of the earlier day's value a new hour-of-week cell starts from
 CLIP = 2.0  # Huber clip of location updates, in robust σ
 DISP_CLIP = 3.0  # clip of dispersion updates, in current dispersions
-DISP_WARM = 30  # minutes of a dispersion cell averaged unclipped before clipping starts
+DISP_PRIOR = 10  # weight, in minutes, of a dispersion cell's starting value of 1
 _MAX_COUNT = 255
-# E|Z| and E[min(|Z|, 3)] for a standard normal Z: turn mean absolute deviations into σ.
-_K_MEAN_ABS = math.sqrt(math.pi / 2)
+# 1 / E[min(|Z|, 3)] for a standard normal Z: turns a clipped mean absolute deviation into σ.
 _K_CLIPPED = 1 / (2 * (1 / math.sqrt(2 * math.pi)) * (1 - math.exp(-DISP_CLIP**2 / 2)) + DISP_CLIP * math.erfc(DISP_CLIP / math.sqrt(2)))
 
 _HEAD = struct.Struct("<dI")
 
 
 class Baseline:
-    __slots__ = ("loc", "count", "disp", "disp_count", "level", "learned")
+    """`multiplicative`: the level multiplies the profile instead of adding to it (traffic on the
+    square-root scale: a level learned at night must carry over to a day with five times the traffic)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("multiplicative", "loc", "count", "disp", "disp_count", "level", "learned")
+
+    def __init__(self, multiplicative: bool = False) -> None:
+        self.multiplicative = multiplicative
         self.loc = array("f", bytes(4 * HOURS_PER_WEEK))
         self.count = array("B", bytes(HOURS_PER_WEEK))
         self.disp = array("f", [1.0] * HOURS_PER_DAY)
         self.disp_count = array("B", bytes(HOURS_PER_DAY))
-        self.level = 0.0
+        self.level = 1.0 if multiplicative else 0.0
         self.learned = 0  # minutes learned, saturating
 
     # -- reading ---------------------------------------------------------------------------
@@ -85,10 +90,12 @@ class Baseline:
             a, w = hour, pos - 0.5
         va, vb = self._cell(a), self._cell(a + 1)
         if va is None:
-            return None if vb is None else vb + self.level
-        if vb is None:
-            return va + self.level
-        return va + (vb - va) * w + self.level
+            if vb is None:
+                return None
+            seasonal = vb
+        else:
+            seasonal = va if vb is None else va + (vb - va) * w
+        return seasonal * self.level if self.multiplicative else seasonal + self.level
 
     def dispersion(self, minute: int) -> float:
         """The series' robust σ at this hour of day, in units of the metric's sampling noise."""
@@ -100,34 +107,45 @@ class Baseline:
         `sigma_y` the robust σ, `rate` the share of the usual learning rate (less while anomalous)."""
         i = (minute // 60 + MONDAY) % HOURS_PER_WEEK
         n = self.count[i]
-        if expected is None or n == 0:
-            # A cell's first minute sets it (the level stays: it belongs to the whole series).
-            self.loc[i] = y - self.level
+        mult = self.multiplicative
+        if expected is None:  # the series' very first minutes: nothing to compare with yet
+            self.loc[i] = y / self.level if mult else y - self.level
             self.count[i] = 1
         else:
+            if n == 0:  # first visit of this hour of the week: start from what stood in for it,
+                stand_in = self._cell(i)  # worth STAND_IN minutes, so one odd minute cannot set the cell
+                if stand_in is None:
+                    stand_in = expected / self.level if mult else expected - self.level
+                self.loc[i], n = stand_in, STAND_IN
             c = CLIP * sigma_y
             e = y - expected
-            self.level += ALPHA * rate * (c if e > c else -c if e < -c else e)
-            e = y - self.level - self.loc[i]  # what is left for this hour's cell
+            step = ALPHA * rate * (c if e > c else -c if e < -c else e)
+            if mult:  # the same step, relative to the profile's value now
+                self.level = min(LEVEL_MAX, max(1 / LEVEL_MAX, self.level + step * self.level / max(expected, 1e-3)))
+                e, c = y / self.level - self.loc[i], c / self.level
+            else:
+                self.level += step
+                e = y - self.level - self.loc[i]  # what is left for this hour's cell
             gamma = max(GAMMA_MIN, 1.0 / (n + 1))
             self.loc[i] += gamma * rate * (c if e > c else -c if e < -c else e)
-            if n < _MAX_COUNT:
-                self.count[i] = n + 1
+            if rate > 0:  # an anomalous minute does not make the cell known
+                self.count[i] = min(n + 1, _MAX_COUNT)
         if self.learned < 0xFFFFFFFF:
             self.learned += 1
 
-    def learn_dispersion(self, minute: int, standardised: float) -> None:
-        """Fold in |observed - expected| / sampling noise of a normal minute."""
+    def learn_dispersion(self, minute: int, standardised: float, rate: float) -> None:
+        """Fold in (observed - expected) / sampling noise, at `rate` of the usual rate as `learn`.
+
+        The prior of 1 weighs DISP_PRIOR minutes and updates are clipped at DISP_CLIP dispersions,
+        so neither one odd minute nor an anomaly sets the scale; and since a lasting episode is
+        learned from after its hold like any shift, a series that became noisier is adopted too
+        (the scale can never get stuck too small to learn from again)."""
         i = (minute // 60) % HOURS_PER_DAY
         n = self.disp_count[i]
         d = self.disp[i]
-        r = abs(standardised)
-        if n < DISP_WARM:
-            target = r * _K_MEAN_ABS
-        else:
-            target = min(r, DISP_CLIP * d) * _K_CLIPPED
-        self.disp[i] = max(1e-6, d + max(BETA_MIN, 1.0 / (n + 1)) * (target - d))
-        if n < _MAX_COUNT:
+        target = min(abs(standardised), DISP_CLIP * d) * _K_CLIPPED
+        self.disp[i] = max(1e-6, d + rate * max(BETA_MIN, 1.0 / (n + 1 + DISP_PRIOR)) * (target - d))
+        if rate > 0 and n < _MAX_COUNT:
             self.disp_count[i] = n + 1
 
     # -- state -----------------------------------------------------------------------------
@@ -140,10 +158,10 @@ class Baseline:
                          self.disp.tobytes(), self.disp_count.tobytes()))
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview) -> Baseline:
+    def from_bytes(cls, data: bytes | memoryview, multiplicative: bool = False) -> Baseline:
         if len(data) != cls.size():
             raise ValueError(f"baseline state is {len(data)} bytes, expected {cls.size()}")
-        b = cls()
+        b = cls(multiplicative)
         b.level, b.learned = _HEAD.unpack_from(data)
         at = _HEAD.size
         for name, width, cells in (("loc", 4, HOURS_PER_WEEK), ("count", 1, HOURS_PER_WEEK),

@@ -42,7 +42,7 @@ from typing import Any
 from streams.anomaly.baseline import Baseline
 from streams.anomaly.series import BOTH, DOWN, EMPTY, METRICS, REQUESTS, UP, Metric, MinutePoint, SeriesKey
 
-Z_OPEN = 3.0
+Z_OPEN = 3.25
 OPEN_BAD, OPEN_WINDOW = 2, 3
 Z_CLOSE = 2.0
 CLOSE_NORMAL = 5
@@ -52,6 +52,8 @@ ANOMALY_RATE = 0.25  # then the baseline learns at this share of its rate: a shi
 WARMUP = 1440  # minutes learned before a metric is judged: one day, so daily seasonality is known
 MAX_GAP = 7 * 1440  # a gap longer than this is not replayed minute by minute (only its last week is)
 MAX_SCORE = 1e6
+SILENCE_DISPERSION = 2.0  # requests come in bursts: gaps are longer than a Poisson process's
+SILENCE_HOLD = 1.0  # a silence this unlikely (in σ) is not learned as normal while it lasts
 
 OPENED, UPDATED, CLOSED = "opened", "updated", "closed"
 _NORMAL = NormalDist()
@@ -93,12 +95,19 @@ def episode_id(key: SeriesKey, metric: str, direction: int, start: int) -> str:
 
 def silence_score(expected_requests: float, dispersion: float) -> float:
     """Normal score of seeing no request where `expected_requests` were expected (Poisson, overdispersed)."""
-    lam = expected_requests / max(dispersion, 1.0)
+    lam = expected_requests / max(dispersion, SILENCE_DISPERSION)
     if lam < 0.7:  # p > 0.5: not evidence of anything
         return 0.0
     if lam < 700:
         return _NORMAL.inv_cdf(math.exp(-lam))
     return -math.sqrt(2 * lam)  # exp underflows; the normal tail's leading term
+
+
+def score(metric: Metric, x: float, expected: float, n: int, dispersion: float) -> tuple[float, float]:
+    """(score, σ): how many robust σ `x` lies from `expected` (on the metric's scale) in a minute of
+    n requests (the expected number for a total), for a series whose dispersion is `dispersion`."""
+    sigma = max(max(dispersion, metric.min_dispersion) * metric.noise(n), metric.min_sigma)
+    return max(-MAX_SCORE, min(MAX_SCORE, (metric.to_scale(x) - expected) / sigma)), sigma
 
 
 _EP = struct.Struct("<bbBBHqqdddqd" + "d" * 3 * OPEN_WINDOW)
@@ -223,7 +232,7 @@ class SeriesDetector:
 
     def __init__(self, key: SeriesKey) -> None:
         self.key = key
-        self.baselines = [Baseline() for _ in METRICS]
+        self.baselines = [Baseline(m.multiplicative_level) for m in METRICS]
         self.episodes = [Episode() for _ in METRICS]
         self.last_minute: int | None = None
         self.silent_expected = 0.0  # requests expected over the current run of silent minutes
@@ -251,6 +260,11 @@ class SeriesDetector:
             ep.close_now(self.key, metric, minute, events)
         return events
 
+    @property
+    def open_episodes(self) -> int:
+        """Episodes open now, counting those tracked in a direction that is not reported."""
+        return sum(ep.open for ep in self.episodes)
+
     def _step(self, minute: int, point: MinutePoint, events: list[AnomalyEvent]) -> None:
         n = point.requests
         self.silent_minutes = 0 if n else self.silent_minutes + 1
@@ -276,22 +290,22 @@ class SeriesDetector:
             base.learn(minute, y, None, 0.0, 1.0)
             return None, None, 1.0
         noise = metric.noise(n)
-        disp = max(base.dispersion(minute), metric.min_dispersion)
-        sigma = max(disp * noise, metric.min_sigma)
-        z = max(-MAX_SCORE, min(MAX_SCORE, (y - pred) / sigma))
+        disp = base.dispersion(minute)
+        z, sigma = score(metric, x, pred, n, disp)
         mu = metric.from_scale(pred)
+        suspicious_silence = False
         if metric is REQUESTS and x == 0:
             self.silent_expected += mu
-            z = min(z, silence_score(self.silent_expected, disp))
-        if base.learned < WARMUP:
-            base.learn(minute, y, pred, sigma, 1.0)
-            base.learn_dispersion(minute, (y - pred) / noise)
-            return None, mu, 1.0
-        rate = min(ep.learning_rate(minute, z), traffic_rate)
+            silence = silence_score(self.silent_expected, disp)
+            z = min(z, silence)
+            suspicious_silence = silence <= -SILENCE_HOLD
+        judged = base.learned >= WARMUP
+        rate = 1.0
+        if judged:
+            rate = 0.0 if suspicious_silence else min(ep.learning_rate(minute, z), traffic_rate)
         base.learn(minute, y, pred, sigma, rate)
-        if rate == 1.0:
-            base.learn_dispersion(minute, (y - pred) / noise)
-        return z, mu, rate
+        base.learn_dispersion(minute, (y - pred) / noise, rate)
+        return (z if judged else None), mu, rate
 
     # -- state -----------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -309,7 +323,7 @@ class SeriesDetector:
         d.last_minute = None if last < 0 else last
         view, at, bsize = memoryview(data), _SERIES.size, Baseline.size()
         for i in range(len(METRICS)):
-            d.baselines[i] = Baseline.from_bytes(view[at:at + bsize])
+            d.baselines[i] = Baseline.from_bytes(view[at:at + bsize], METRICS[i].multiplicative_level)
             d.episodes[i] = Episode.from_bytes(view[at + bsize:at + bsize + _EP.size])
             at += bsize + _EP.size
         return d

@@ -108,6 +108,7 @@ class Metric:
     min_sigma: float
     total: bool = False  # a per-minute total (cost): its noise follows the *expected* volume, so a
     # collapse of traffic reads as a collapse of cost instead of as a noisier minute
+    multiplicative_level: bool = False  # on a scale where a change of level is not additive (square root)
 
 
 def _error_rate(p: MinutePoint) -> float | None:
@@ -166,7 +167,8 @@ def _per_request(n: int) -> float:
     return 1.0 / math.sqrt(max(n, 1))
 
 
-REQUESTS = Metric("requests", BOTH, 0, lambda p: float(p.requests), _anscombe, _anscombe_inv, _unit, 1.0, 0.0)
+REQUESTS = Metric("requests", BOTH, 0, lambda p: float(p.requests), _anscombe, _anscombe_inv, _unit, 1.0, 0.0,
+                  multiplicative_level=True)
 ERROR_RATE = Metric("error_rate", UP, 20, _error_rate, _arcsine, _arcsine_inv, _per_request, 1.0, 0.0)
 LATENCY_P95 = Metric("latency_p95_ms", UP, 20, lambda p: p.latency_p95_ms, _log_ms, _log_ms_inv, _per_request, 0.05,
                      0.01)
