@@ -1,34 +1,35 @@
 """The robust seasonal baseline of one metric of one series: what a minute is expected to be, and
 how much the series normally departs from that.
 
-Model
+Model (on the metric's own scale, series.Metric.to_scale)
 -----
-Expected value (in log1p space for traffic-like metrics, so seasonality and level are
-multiplicative; as is for rates) = seasonal profile + level:
+Expected value = seasonal profile + level (× level for traffic, whose scale is the square root:
+a level learned at night must carry over to a day with five times the traffic):
 
 * The profile has one cell per hour of the week (168): each learns the mean of its hour over the
   past weeks, with a Huber-clipped running mean that becomes an exponential one (GAMMA_MIN, about
   two weeks of that hour's minutes) once warm. A minute's profile value interpolates linearly
   between the centres of the two nearest hours, so a smooth daily curve is tracked to well within
-  the noise. Until a cell has been seen once, the same hour of an earlier day stands in for it (a
-  new series gets daily seasonality after one day, weekly after one week).
+  the noise. Until a cell has been seen, the same hour of an earlier day stands in for it, and a
+  new cell starts from that stand-in worth STAND_IN minutes (a new series gets daily seasonality
+  after one day, weekly after one week).
 * The level is a Huber-clipped EWMA (ALPHA, about an hour) of what the profile did not explain:
-  growth, and shifts that last.
+  growth, slow wander, shifts that last.
 * Dispersion: one cell per hour of day (24, UTC) holds the series' robust scale in units of the
   metric's sampling noise (series.Metric.noise): the clipped mean absolute standardised residual,
-  rescaled so that it estimates a standard deviation. Scaling by the noise model lets the scale
-  follow the volume minute by minute (a quiet night minute is noisier than a busy one).
+  rescaled so that it estimates a standard deviation (a running median would do too, but tracks
+  with more jitter for the same memory). Scaling by the noise model lets the scale follow the
+  volume minute by minute (a quiet night minute is noisier than a busy one).
 
-Robust to the anomalies themselves: every update is clipped at CLIP robust σ; while a minute is
-anomalous (or an episode is open) the level and profile learn at ANOMALY_RATE of their rate and the
-dispersion not at all, so a spike barely moves the baseline while a shift that lasts is adopted
-over hours (and its episode then closes).
+Robust to the anomalies themselves: every update is clipped at CLIP robust σ, and the caller
+passes a learning `rate` (detector.py): 0 while a minute is anomalous or an episode is young, a
+fraction once an episode has lasted, so a spike does not move the baseline at all while a shift
+that lasts is adopted over hours (and its episode then closes).
 
-State is fixed in size (see `size`) and held as float32/uint8 arrays whose values are rounded when
-written, so what `to_bytes` writes is exactly what the next update reads: a restored baseline
-continues bit for bit as an uninterrupted one.
+State is fixed in size (see `size`: 972 bytes) and held as float32/uint8 arrays whose values are
+rounded when written, so what `to_bytes` writes is exactly what the next update reads: a restored
+baseline continues bit for bit as an uninterrupted one.
 """
-
 from __future__ import annotations
 
 import math

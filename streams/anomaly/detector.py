@@ -2,34 +2,45 @@
 
 Scoring
 -------
-For each metric a judged minute gets a score in robust standard deviations of the series:
-``(observed - expected) / max(dispersion × noise(expected, requests), min_relative_sigma × expected)``
-(series.Metric says what noise and floors each metric has; baseline.py how expected and dispersion
-are learned). A metric is judged only when the minute has at least `min_requests` requests and
-the baseline has learned WARMUP minutes, and only departures in the metric's direction count.
+For each metric a judged minute gets a score in robust standard deviations of the series, on the
+metric's variance-stabilising scale g (series.Metric):
+``(g(observed) - expected) / max(dispersion × noise(n), min_sigma)``, where noise(n) is the
+sampling noise of a minute of n requests (observed n for per-request averages and quantiles, the
+expected n for the cost total) and dispersion is what baseline.py learned. A metric is judged only
+when the minute has at least `min_requests` requests and its baseline has learned WARMUP minutes.
 
 Silence: for requests, a run of minutes with zero requests is also scored as a whole: observing no
-request where Λ were expected (summed over the run) has Poisson probability exp(-Λ/dispersion),
-turned into a normal score. A busy series that stops scores beyond the threshold in its first
-silent minute; a quiet one (a request every few minutes) once enough silence has accumulated.
+request where Λ were expected (summed over the run) has probability exp(-Λ/max(dispersion, 2))
+(Poisson, with requests assumed to come in bursts), turned into a normal score. A busy series that
+stops scores far beyond the threshold in its first silent minute; a quiet one (a request a minute)
+once enough silence has accumulated (about a quarter of an hour). While the silence is unlikely
+(beyond SILENCE_HOLD σ) it is not learned as the new normal.
 
 Episodes (per series and metric)
 --------------------------------
-* A minute is *bad* when its score is at least Z_OPEN in an allowed direction. An episode opens
-  when OPEN_BAD of the last OPEN_WINDOW minutes are bad in the same direction (two of three: one
-  noisy minute never opens one, one noisy minute inside a real anomaly does not hide it). It starts
-  at the first bad minute of that window; the event is "opened".
+* A minute is *bad* when its score is at least Z_OPEN (3.25) away, upwards or downwards. An
+  episode opens when OPEN_BAD of the last OPEN_WINDOW minutes are bad in the same direction (two
+  of three: one noisy minute never opens one, one noisy minute inside a real anomaly does not hide
+  it). It starts at the first bad minute of that window; the event is "opened".
 * While open, a minute is *abnormal* when its score is at least Z_CLOSE in the episode's direction
   (hysteresis: lower than Z_OPEN). The peak (largest score, with observed and expected then) is
   kept; "updated" is emitted when the peak grows to UPDATE_RATIO × the last reported peak.
 * It closes after CLOSE_NORMAL consecutive minutes that are not abnormal (minutes that cannot be
   judged count as not abnormal: no data is not evidence of a problem); its end is the minute after
   its last abnormal one; the event is "closed". A flapping series therefore stays in one episode.
+  If the other direction meets the opening rule meanwhile, the episode closes there and a new one
+  opens.
+* Episodes run in both directions for every metric, but only the metric's direction is reported
+  (latency, error rate, cost and tokens per request up; traffic both ways): a latency drop is no
+  anomaly, yet while it lasts it must not be learned as the normal a recovery would then exceed.
+* Learning: a minute teaches its baseline at full rate when normal; not at all when its score is
+  beyond Z_OPEN, during the first HOLD minutes of an episode, or while the traffic itself is
+  anomalous (a traffic drop empties the cost and makes averages noisy); at ANOMALY_RATE once an
+  episode has lasted HOLD minutes, so a lasting shift becomes the new normal within hours.
 * Episode ids hash the series key, metric, direction and start minute, so a replay gives the same
   ids, and `observe` ignores minutes at or before the last one it judged, so replaying points a
   restored state already saw emits nothing twice.
 """
-
 from __future__ import annotations
 
 import hashlib

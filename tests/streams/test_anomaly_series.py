@@ -67,3 +67,30 @@ def test_rollup_rows_fold_into_series_points_and_a_tenant_total() -> None:
     assert total.latency_p95_ms == pytest.approx(quantile_from_histogram(histogram_of([100, 200, 300, 400, 1000, 2000]), 0.95))
     assert set(points[m + 1]) == {SeriesKey("b", "chat", "openai", "mini"), SeriesKey.overall("b")}
     assert points[m + 1][SeriesKey.overall("b")] == MinutePoint(5, 5, pytest.approx(0.005), 600, pytest.approx(50, rel=0.01))  # type: ignore[arg-type]
+
+
+def test_rollup_rows_to_events_the_way_the_worker_drives_it() -> None:
+    """The package docstring's loop: rows of each closed minute -> points -> one detector per known
+    series (state through bytes, as in a table) -> events; a series without rows is ticked with None."""
+    from streams.anomaly import SeriesDetector, state_size
+
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    table: dict[str, bytes] = {}
+    known = {SeriesKey("a", "chat", "openai", "gpt-4o"), SeriesKey.overall("a")}
+    events = []
+    for i in range(2 * 1440 + 30):
+        t = start.timestamp() + 60 * i
+        outage = i >= 2 * 1440 + 10
+        rows = [] if outage else [row("a", "gpt-4o", t, 40 + i % 7, 0, [800.0] * 3)]
+        points = points_from_rollup_rows(rows, lambda h: quantile_from_histogram(h, 0.95)).get(epoch_minute(t), {})
+        for key in sorted(known, key=SeriesKey.encode):
+            state = table.get(key.encode())
+            det = SeriesDetector.from_bytes(key, state) if state else SeriesDetector(key)
+            events += det.observe(epoch_minute(t), points.get(key))
+            table[key.encode()] = det.to_bytes()
+            assert len(table[key.encode()]) == state_size()
+    opened = [(e.series, e.metric, e.direction, e.start - epoch_minute(start)) for e in events if e.kind == "opened"]
+    assert sorted(opened, key=lambda o: o[0].encode()) == [
+        (SeriesKey.overall("a"), "requests", "down", 2 * 1440 + 10),
+        (SeriesKey("a", "chat", "openai", "gpt-4o"), "requests", "down", 2 * 1440 + 10),
+    ]
