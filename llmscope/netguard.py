@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from llmscope.errors import BadRequest
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 MAX_URL_LENGTH = 2048
+_BRACKETED = re.compile(r"^\[[0-9A-Fa-f:.]+\](:\d*)?$")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _ALLOW_HINT = "webhooks may only reach public addresses (LLMSCOPE_WEBHOOK_ALLOW_PRIVATE=true allows others)"
 
@@ -72,7 +74,10 @@ def check_url_syntax(url: str) -> Target:
         raise BlockedDestination(f"the URL is longer than {MAX_URL_LENGTH} characters")
     if any(c.isspace() or c == "\\" or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         raise BlockedDestination("the URL must not contain spaces, control characters or backslashes")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise BlockedDestination("the URL cannot be parsed (a bracketed IPv6 address is not closed?)") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise BlockedDestination(f"the URL's scheme must be http or https, not {scheme or 'none'!r}")
@@ -82,6 +87,9 @@ def check_url_syntax(url: str) -> Target:
     host = parts.hostname
     if not host:
         raise BlockedDestination("the URL has no host")
+    if "%" in host or ("[" in parts.netloc and not _BRACKETED.match(parts.netloc)):
+        raise BlockedDestination("the URL's host must be a name, an IPv4 address or a bracketed IPv6 address "
+                                 "(no percent-encoding, no zone)")
     try:
         port = parts.port
     except ValueError:

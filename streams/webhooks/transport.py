@@ -34,7 +34,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        host, port = url.host, url.port or (443 if url.scheme == "https" else 80)
+        host = url.raw_host.decode("ascii")  # IDNA-encoded, brackets stripped: what DNS and SNI take
+        port = url.port or (443 if url.scheme == "https" else 80)
         try:
             addresses = check_addresses(host, await self._resolver(host, port), allow_private=self._allow_private)
         except UnresolvedHost as exc:

@@ -147,6 +147,9 @@ def test_rotation_keeps_the_old_secret_for_its_grace_period() -> None:
     ("https://example.com\\@evil/", "must not contain spaces, control characters or backslashes"),
     ("https:///path", "has no host"),
     ("https://example.com:0/", "port is not a number from 1 to 65535"),
+    ("http://[::1/", "cannot be parsed"),
+    ("http://%31%32%37.0.0.1/", "no percent-encoding"),
+    ("http://[fe80::1%25eth0]/", "no zone"),
 ])
 def test_an_endpoint_url_with_a_bad_shape_is_refused(url: str, message: str) -> None:
     with pytest.raises(ValidationError) as info:
