@@ -4,6 +4,7 @@
 How the worker drives it (a leader timer once a minute per enabled rule; state in a table keyed by
 rule id)::
 
+    now = floor_to_minute(clock)                    # ticks on whole minutes: see "Ids" below
     state = RuleState.from_dict(saved) if saved else RuleState(rule.id)
     values = read_values(rule, now)                 # re-reads the whole window on every tick
     transitions = state.evaluate(rule, now, values)
@@ -11,10 +12,12 @@ rule id)::
     save(rule.id, state.to_dict())                  # after the outbox insert, never before
     # a deleted rule: outbox.insert([alert_event(rule, t) for t in state.close_all(now, "rule_deleted")])
 
-Crash between the insert and the save: the next run replays the tick from the old state and makes
-the same transitions with the same ids (alert id = hash of rule id, group and fire time; event id
-= hash of alert id and type), which the outbox already holds. A tick at or before the last one
-evaluated returns nothing, so a tick replayed against the new state is a no-op too.
+Ids: alert id = hash of (rule id, group, fire time), event id = hash of (alert id, event type).
+A crash between the insert and the save makes the next run replay the tick from the old state,
+which makes the same transitions with the same ids, which the outbox already holds. A tick at or
+before the last one evaluated returns nothing, so a tick replayed against the new state is a no-op
+too. Tick on whole minutes, so a tick replayed by another worker after a failover has the same
+time, hence the same ids, as the one it replaces.
 
 Values (a dict group -> number; None or missing = no data)
 ---------------------------------------------------------
