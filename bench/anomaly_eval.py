@@ -37,8 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.anomaly_series import KINDS, Injection, Series, generate  # noqa: E402
-from streams.anomaly import SeriesDetector, SeriesKey  # noqa: E402
-from streams.anomaly.detector import CLOSED, OPENED  # noqa: E402
+from streams.stages.anomaly import SeriesDetector, SeriesKey  # noqa: E402
+from streams.stages.anomaly.detector import CLOSED, OPENED  # noqa: E402
 
 AIM_SIGMA = 4.0
 

@@ -35,7 +35,7 @@ import math
 import random
 from dataclasses import dataclass, field, replace
 
-from streams.anomaly.series import METRICS, Metric, MinutePoint
+from streams.stages.anomaly.series import METRICS, Metric, MinutePoint
 
 MONDAY = 28_401_120  # 2024-01-01 00:00 UTC (a Monday), in epoch minutes
 DAY = 1440

@@ -48,7 +48,7 @@ DIMENSIONS = ("service", "provider", "model", "operation", "prompt", "user", "se
 FILTERS = ("service", "provider", "model", "operation", "status", "user_id", "session_id", "prompt_name")
 COMPARISONS = (">", ">=", "<", "<=")
 SEVERITIES = ("info", "warning", "critical")
-# The metrics the anomaly detector scores (streams/anomaly METRICS names).
+# The metrics the anomaly detector scores (streams/stages/anomaly METRICS names).
 ANOMALY_METRICS = ("requests", "error_rate", "latency_p95_ms", "cost_usd", "tokens_per_request")
 # Absence is watched per series of the anomaly detector's key.
 ABSENCE_DIMENSIONS = ("service", "provider", "model")

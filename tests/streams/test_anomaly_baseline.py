@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from streams.anomaly.baseline import ALPHA, CLIP, HOURS_PER_WEEK, MONDAY, Baseline
-from streams.anomaly.detector import score, silence_score
-from streams.anomaly.series import ERROR_RATE, LATENCY_P95, REQUESTS, TOKENS_PER_REQUEST
+from streams.stages.anomaly.baseline import ALPHA, CLIP, HOURS_PER_WEEK, MONDAY, Baseline
+from streams.stages.anomaly.detector import score, silence_score
+from streams.stages.anomaly.series import ERROR_RATE, LATENCY_P95, REQUESTS, TOKENS_PER_REQUEST
 
 H = 60  # minutes per hour
 M0 = 28_401_120  # 2024-01-01 00:00 UTC, a Monday, in epoch minutes

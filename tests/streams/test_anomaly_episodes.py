@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from streams.anomaly import MinutePoint, SeriesDetector, SeriesKey, state_size
-from streams.anomaly.detector import CLOSED, OPENED, UPDATED, WARMUP, AnomalyEvent, episode_id
+from streams.stages.anomaly import MinutePoint, SeriesDetector, SeriesKey, state_size
+from streams.stages.anomaly.detector import CLOSED, OPENED, UPDATED, WARMUP, AnomalyEvent, episode_id
 
 M0 = 28_401_120  # 2024-01-01 00:00 UTC, a Monday
 DAY = 1440

@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from streams.anomaly import MinutePoint, SeriesKey, epoch_minute, last_closed_minute, points_from_rollup_rows
-from streams.anomaly.series import METRICS
-from streams.rollup import histogram_of, quantile_from_histogram
+from streams.stages.anomaly import MinutePoint, SeriesKey, epoch_minute, last_closed_minute, points_from_rollup_rows
+from streams.stages.anomaly.series import METRICS
+from schemas.rollup import histogram_of, quantile_from_histogram
 
 
 def test_series_keys_round_trip_through_their_text_form() -> None:
@@ -72,7 +72,7 @@ def test_rollup_rows_fold_into_series_points_and_a_tenant_total() -> None:
 def test_rollup_rows_to_events_the_way_the_worker_drives_it() -> None:
     """The package docstring's loop: rows of each closed minute -> points -> one detector per known
     series (state through bytes, as in a table) -> events; a series without rows is ticked with None."""
-    from streams.anomaly import SeriesDetector, state_size
+    from streams.stages.anomaly import SeriesDetector, state_size
 
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
     table: dict[str, bytes] = {}

@@ -50,8 +50,8 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
 
-from streams.anomaly.baseline import Baseline
-from streams.anomaly.series import BOTH, DOWN, EMPTY, METRICS, REQUESTS, UP, Metric, MinutePoint, SeriesKey
+from streams.stages.anomaly.baseline import Baseline
+from streams.stages.anomaly.series import BOTH, DOWN, EMPTY, METRICS, REQUESTS, UP, Metric, MinutePoint, SeriesKey
 
 Z_OPEN = 3.25
 OPEN_BAD, OPEN_WINDOW = 2, 3

@@ -23,8 +23,8 @@ How the worker drives it (one SeriesDetector per series, state in a Faust table 
 A series the caller stops ticking (silent for days) can be retired with `close_open(minute)`.
 """
 
-from streams.anomaly.detector import AnomalyEvent, SeriesDetector, state_size
-from streams.anomaly.series import (
+from streams.stages.anomaly.detector import AnomalyEvent, SeriesDetector, state_size
+from streams.stages.anomaly.series import (
     DEFAULT_GRACE_SECONDS,
     METRICS,
     MinutePoint,
