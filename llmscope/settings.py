@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     kafka_compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = "zstd"
     ingest_topic: str = "llmscope-ingest"
     deadletter_topic: str = "llmscope-deadletter"
+    # Webhook events (alerts, anomalies, tests) on their way to delivery: schemas/notifications.py.
+    events_topic: str = "llmscope-events"
     topic_partitions: PositiveInt = 4
     topic_replication: PositiveInt = 1
     produce_timeout_seconds: PositiveFloat = 5.0
@@ -98,6 +100,15 @@ class Settings(BaseSettings):
     live_max_connections: PositiveInt = Field(1000, description="Live sockets per query process; more are closed with 1013.")
     # --- end live stream ---
 
+    # --- anomalies (streams/agents/anomalies.py) ---
+    # --- end anomalies ---
+
+    # --- alert rules (streams/agents/alerts.py) ---
+    # --- end alert rules ---
+
+    # --- webhooks (streams/agents/webhooks.py) ---
+    # --- end webhooks ---
+
     @field_validator("clickhouse_database")
     @classmethod
     def _identifier(cls, value: str) -> str:
@@ -105,7 +116,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a plain identifier (letters, digits, underscore)")
         return value
 
-    @field_validator("ingest_topic", "deadletter_topic")
+    @field_validator("ingest_topic", "deadletter_topic", "events_topic")
     @classmethod
     def _topic(cls, value: str) -> str:
         if not _TOPIC.match(value):
