@@ -135,5 +135,6 @@ def episode_row(event: AnomalyEvent) -> dict[str, Any]:
     }
 
 
-def insert_episodes(store: Store, events: list[AnomalyEvent]) -> None:
-    store.insert_rows(f"{store.database}.{ANOMALIES}", [episode_row(e) for e in events])
+def insert_episodes(store: Store, rows: list[dict[str, Any]]) -> None:
+    """Insert `episode_row`s: new versions of their episodes."""
+    store.insert_rows(f"{store.database}.{ANOMALIES}", rows)

@@ -51,5 +51,5 @@ def create_worker_app(settings: Settings, store: Store, live: LiveHub | None = N
     sink = StoreSink(store)
     spans.register(app, settings, sink, PolicyCache(store, settings), live)
     rollups.register(app, settings, store)
-    anomalies.register(app, settings, store)
+    anomalies.register(app, settings, store, live)
     return app, sink

@@ -16,7 +16,8 @@ last 8 days, and one that missed minutes (the leader was down) judges them from 
 this one: history is never mistaken for silence, and a restart does not re-learn from zero. Each
 event of the minute is then, unless the anomalies table already holds it (its version is there):
 sent as a Notification on the events topic when an episode opened or closed (and the minute is
-within `anomaly_notify_max_age_seconds`), then inserted as a new version of the episode's row.
+within `anomaly_notify_max_age_seconds`), then inserted as a new version of the episode's row, then
+published to the live stream.
 The detector is saved last, so a crash anywhere replays the minute from the old state with the
 same episode ids, and the table check keeps the replay from reporting anything twice.
 """
@@ -33,12 +34,21 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT, TableT, TopicT
 
+from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.anomalies import row_version
+from schemas.live import anomaly_message
 from schemas.notifications import Notification
 from streams.alerting import anomaly_event
-from streams.anomaly_store import insert_episodes, known_series, minute_points, series_points, stored_versions
+from streams.anomaly_store import (
+    episode_row,
+    insert_episodes,
+    known_series,
+    minute_points,
+    series_points,
+    stored_versions,
+)
 from streams.retrying import retrying
 from streams.stages.anomaly import AnomalyEvent, MinutePoint, SeriesDetector, SeriesKey, last_closed_minute
 
@@ -101,8 +111,8 @@ class MinuteTicker:
 class Judge:
     """The agent's side: one point of one series through its detector, its events recorded."""
 
-    def __init__(self, store: Store, settings: Settings, events_topic: TopicT) -> None:
-        self.store, self.settings, self.events_topic = store, settings, events_topic
+    def __init__(self, store: Store, settings: Settings, events_topic: TopicT, live: LiveHub | None) -> None:
+        self.store, self.settings, self.events_topic, self.live = store, settings, events_topic, live
 
     async def point(self, table: TableT, key_bytes: bytes, value: bytes) -> None:
         try:
@@ -161,12 +171,16 @@ class Judge:
                 notification = Notification(key.tenant, webhook)
                 sent = await self.events_topic.send(key=notification.key(), value=notification.to_bytes(), force=True)
                 await sent
-        if fresh:
-            await asyncio.to_thread(insert_episodes, self.store, fresh)
+        if not fresh:
+            return
+        rows = [episode_row(e) for e in fresh]
+        await asyncio.to_thread(insert_episodes, self.store, rows)
+        if self.live is not None:  # stored, so readable: now tell live subscribers
+            await self.live.publish(key.tenant, [anomaly_message(row, e.kind) for row, e in zip(rows, fresh)])
 
 
-def register(app: faust.App, settings: Settings, store: Store) -> None:
-    """The leader's timer, the agent and the detectors' table."""
+def register(app: faust.App, settings: Settings, store: Store, live: LiveHub | None) -> None:
+    """The leader's timer, the agent and the detectors' table; `live` gets each episode change."""
     points = app.topic(settings.anomaly_points_topic, key_serializer="raw", value_serializer="raw",
                        partitions=settings.topic_partitions, internal=True)
     events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw",
@@ -174,7 +188,7 @@ def register(app: faust.App, settings: Settings, store: Store) -> None:
     detectors = app.Table(TABLE, default=None, partitions=settings.topic_partitions,
                           key_type=bytes, value_type=bytes, help="anomaly detector state per series")
     ticker = MinuteTicker(store, settings.anomaly_grace_seconds)
-    judge = Judge(store, settings, events)
+    judge = Judge(store, settings, events, live)
 
     async def send_point(key: bytes, value: bytes) -> Any:
         return await points.send(key=key, value=value)

@@ -13,7 +13,7 @@ import pytest
 
 from llmscope.auth import create_key
 from llmscope.storage import Store
-from streams.anomaly_store import insert_episodes
+from streams.anomaly_store import episode_row, insert_episodes
 from streams.stages.anomaly import AnomalyEvent, SeriesKey
 
 NOW = int(time.time()) // 60  # epoch minute
@@ -46,7 +46,7 @@ def _history() -> list[AnomalyEvent]:
 
 @pytest.fixture(scope="session")
 async def seeded(store: Store) -> None:
-    await asyncio.to_thread(insert_episodes, store, _history())
+    await asyncio.to_thread(insert_episodes, store, [episode_row(e) for e in _history()])
 
 
 @pytest.fixture(scope="session")

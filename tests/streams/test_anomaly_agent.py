@@ -18,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from llmscope.kafka import ensure_topics
+from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from llmscope.storage.migrate import apply_migrations
@@ -26,6 +27,8 @@ from schemas.notifications import Notification
 from schemas.rollup import histogram_of
 from streams.agents.anomalies import TABLE, decode_point, encode_point
 from streams.stages.anomaly import METRICS, MinutePoint, SeriesDetector, SeriesKey, last_closed_minute
+from streams.stages.anomaly.detector import episode_id
+from streams.stages.anomaly.series import UP
 from streams.worker import create_worker_app
 from tests.reliability.conftest import private_settings
 from tests.waiting import eventually
@@ -119,9 +122,9 @@ async def _episodes(store: Store, tenant: str) -> list[dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def _worker(settings: Settings, store: Store) -> AsyncIterator[faust.App]:
+async def _worker(settings: Settings, store: Store, live: LiveHub | None = None) -> AsyncIterator[faust.App]:
     await ensure_topics(settings)
-    app, _sink = create_worker_app(settings, store)
+    app, _sink = create_worker_app(settings, store, live)
     await app.start()
     try:
         yield app
@@ -170,10 +173,21 @@ async def test_a_latency_spike_is_one_episode_reported_once_across_restarts(priv
     last = last_closed_minute(time.time(), 0)
     _seed(store, tenant, last)
 
-    async with _worker(settings, store) as first:
+    live = LiveHub()
+    watching = live.subscribe(tenant, lambda _m: True, 100)
+    async with _worker(settings, store, live) as first:
         await _send_point(settings, key, b"not json")  # malformed: the agent drops it and goes on
         notes = await eventually(lambda: _opened_once(settings, tenant), timeout=60)
         episode = notes[0]
+        seen: list[dict[str, Any]] = []
+
+        async def published() -> dict[str, Any] | None:
+            seen.extend(m.fields for m in await watching.next_batch(0.5) or [])
+            return next((m for m in seen if m["episode_id"] == episode), None)
+
+        message = await eventually(published, timeout=10)
+        assert {"type": "anomaly", "change": "opened", "metric": "latency_p95_ms", "service": "chat-api",
+                "status": "open", "direction": "up"}.items() <= message.items()
         rows = await _episodes(store, tenant)
         latency = [r for r in rows if r["metric"] == "latency_p95_ms"]
         assert {(r["is_overall"], r["service_name"], r["direction"], r["status"]) for r in latency} >= {(0, "chat-api", "up", "open")}
@@ -194,12 +208,16 @@ async def test_a_latency_spike_is_one_episode_reported_once_across_restarts(priv
     assert _latency_opened(await _notifications(settings), tenant) == [episode]
 
     # Without its table (a new consumer group, as `up` restarted on an empty broker): it rebuilds the
-    # detectors from the store, finds the same episode, and does not report it again.
+    # detectors from the store, finds the same episode (open, or closed if the minutes of silence
+    # after the seeded ones have added up meanwhile), and does not report its opening again.
     fresh = settings.model_copy(update={"worker_name": f"{settings.worker_name}-fresh",
                                         "anomaly_points_topic": f"{settings.anomaly_points_topic}-fresh"})
     async with _worker(fresh, store) as third:
-        rebuilt = await eventually(lambda: _detector(third, key), timeout=60)
-        assert rebuilt.open_episodes >= 1 and store.warmups >= 1
+        await eventually(lambda: _judged_since(third, key, last), timeout=60)
+        rebuilt = _detector(third, key)
+        assert rebuilt is not None and store.warmups >= 1
+        latency = rebuilt.episodes[[m.name for m in METRICS].index("latency_p95_ms")]
+        assert episode_id(key, "latency_p95_ms", UP, latency.start) == episode
     assert _latency_opened(await _notifications(settings), tenant) == [episode]
     assert [r["episode_id"] for r in await _episodes(store, tenant) if r["metric"] == "latency_p95_ms"].count(episode) == 1
 

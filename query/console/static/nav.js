@@ -5,6 +5,7 @@ export const PAGES = [
   { path: "overview", title: "Overview", icon: "◎", module: "./pages/overview.js", range: true },
   { path: "traces", title: "Traces", icon: "≡", module: "./pages/traces.js", range: true },
   { path: "trace", title: "Trace", module: "./pages/trace.js", hidden: true },
+  { path: "anomalies", title: "Anomalies", icon: "⚠", module: "./pages/anomalies.js", range: true },
   { path: "live", title: "Live tail", icon: "◉", module: "./pages/live.js" },
   { path: "cost", title: "Cost", icon: "$", module: "./pages/cost.js", range: true },
   { path: "prices", title: "Prices", icon: "¤", module: "./pages/prices.js" },
