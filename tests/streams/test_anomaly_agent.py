@@ -109,9 +109,9 @@ async def _notifications(settings: Settings) -> list[Notification]:
 
 def _latency_opened(notes: list[Notification], tenant: str) -> list[str]:
     """Episode ids of the latency anomalies opened for the seeded service, once per notification."""
-    return [n.event.data.episode_id for n in notes  # type: ignore[union-attr]
+    return [n.event.data.episode_id for n in notes
             if n.tenant_id == tenant and n.event.type == "anomaly.opened" and n.event.data.metric == "latency_p95_ms"
-            and n.event.data.service == "chat-api"]  # type: ignore[union-attr]
+            and n.event.data.service == "chat-api"]
 
 
 async def _episodes(store: Store, tenant: str) -> list[dict[str, Any]]:
