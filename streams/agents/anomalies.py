@@ -13,13 +13,14 @@ The agent, per point: the series' detector comes from the table (a changelog top
 rebalanced worker continues with its baselines). A detector that is missing (a series new to it, or
 an `up` restarted with an empty broker) is first warmed up from the series' stored minutes of the
 last 8 days, and one that missed minutes (the leader was down) judges them from the store before
-this one: history is never mistaken for silence, and a restart does not re-learn from zero. Each
-event of the minute is then, unless the anomalies table already holds it (its version is there):
-sent as a Notification on the events topic when an episode opened or closed (and the minute is
-within `anomaly_notify_max_age_seconds`), then inserted as a new version of the episode's row, then
-published to the live stream.
-The detector is saved last, so a crash anywhere replays the minute from the old state with the
-same episode ids, and the table check keeps the replay from reporting anything twice.
+this one: history is never mistaken for silence, and a restart does not re-learn from zero.
+
+Each event of the minute is then, unless the anomalies table already holds it (its version is
+there): sent as a Notification on the events topic when an episode opened or closed (and the
+minute is within `anomaly_notify_max_age_seconds`), inserted as a new version of the episode's
+row, and published to the live stream. The detector is saved last, so a crash anywhere replays the
+minute from the old state with the same episode ids, and the table check keeps the replay from
+reporting anything twice (a crash between a send and its insert sends it once more, same id).
 """
 
 from __future__ import annotations
