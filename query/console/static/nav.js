@@ -1,5 +1,5 @@
 // The console's pages, in menu order. A page is a module exporting `render(ctx)`; adding one is
-// one entry here (anomalies, alerts and rules will be added this way). `path` is the hash route;
+// one entry here (alerts and rules will be added this way). `path` is the hash route;
 // `hidden` pages have no menu entry; `range` says whether the top bar's time range applies.
 export const PAGES = [
   { path: "overview", title: "Overview", icon: "◎", module: "./pages/overview.js", range: true },
