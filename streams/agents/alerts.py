@@ -109,6 +109,7 @@ def register(app: faust.App, settings: Settings, store: Store, clock: Clock = ti
     topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
 
     async def send(note: Notification) -> None:
+        await topic.maybe_declare()  # once: with the settings' partitions, not the broker's default
         # force: sent now and awaited, so the state is saved only once the broker has the event.
         sent = await topic.send(key=note.key(), value=note.to_bytes(), force=True)
         await sent
@@ -117,10 +118,12 @@ def register(app: faust.App, settings: Settings, store: Store, clock: Clock = ti
 
     @app.timer(interval=settings.alert_tick_seconds, on_leader=True)
     async def evaluate_alerts() -> None:
-        """Once per whole minute per rule; a failed tick changes no state and is retried next interval."""
+        """Once per whole minute per rule; a failed tick saves no state and is replayed next interval."""
         try:
             await evaluator.tick(floor_to_minute(clock()))
         except (StoreError, KafkaError) as exc:
             log.warning("alert evaluation failed, will retry next interval: %s", exc)
+        except Exception:  # a bad rule row or an unexpected error must not stop the worker's other agents
+            log.exception("alert evaluation failed, will retry next interval")
 
     return evaluator
