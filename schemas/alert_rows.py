@@ -113,9 +113,10 @@ def decode_cursor(cursor: str) -> tuple[int, str] | None:
     """(fired_at seconds, alert id) of a cursor from `encode_cursor`; None if it is not one."""
     try:
         seconds, _, alert_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition(":")
-        return int(seconds), alert_id
+        at = int(seconds)
     except ValueError:
         return None
+    return (at, alert_id) if 0 <= at < 2**32 else None  # a DateTime's range
 
 
 def list_alerts(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from llmscope.storage import Store
@@ -107,3 +111,13 @@ async def test_a_tenant_never_sees_or_changes_another_tenants_rules(api, keys) -
     assert (await api.put(path, json=RULE, headers=keys["b"])).status_code == 404
     assert (await api.delete(path, headers=keys["b"])).status_code == 404
     assert (await api.get(path, headers=keys["a"])).json()["data"] == rule
+
+
+def test_create_key_accepts_the_alerts_scope(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "LLMSCOPE_DATA_DIR": str(tmp_path)}
+    cli = [sys.executable, "-m", "llmscope.cli"]
+    assert subprocess.run([*cli, "migrate"], env=env, capture_output=True, timeout=120).returncode == 0
+    done = subprocess.run([*cli, "create-key", "--tenant", "acme", "--scope", "alerts,read"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("lls_")

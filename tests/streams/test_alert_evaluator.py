@@ -201,12 +201,18 @@ async def test_an_absence_rule_fires_for_the_service_that_went_silent(store, eva
     assert notes[0].event.data.fired_at == m0 + 4 * MINUTE  # 3 minutes after the end of its last minute
 
 
-async def test_a_deleted_rule_resolves_its_firing_alert_and_is_forgotten(store, evaluator) -> None:
+@pytest.mark.parametrize("how", ["rule_deleted", "rule_disabled"])
+async def test_a_deleted_or_disabled_rule_resolves_its_firing_alert(store, evaluator, how) -> None:
     t, m0 = tenant("deleted"), base_minute()
     rule = rule_of(store, t, ERROR_RATE, m0)
     store_spans(store, spans(t, m0, 4, status_code="error"))
     assert kinds(await run(evaluator, t, m0 + MINUTE, 1)) == ["alert.firing"]
-    write_rule(store, t, rule, deleted=True)
+    if how == "rule_deleted":
+        write_rule(store, t, rule, deleted=True)
+    else:
+        write_rule(store, t, rule.model_copy(update={"enabled": False}))
     notes = await run(evaluator, t, m0 + 2 * MINUTE, 2)
-    assert kinds(notes) == ["alert.resolved"] and notes[0].event.data.reason == "rule_deleted"
-    assert (t, rule.id) not in read_states(store)
+    assert kinds(notes) == ["alert.resolved"] and notes[0].event.data.reason == how
+    assert list_alerts(store, t, m0, m0 + 60 * MINUTE)[0].status == "resolved"
+    if how == "rule_deleted":
+        assert (t, rule.id) not in read_states(store)
