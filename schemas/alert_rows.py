@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+from pydantic import ValidationError
 
 from llmscope.storage import Store
 from schemas.alert_events import AlertData
@@ -23,6 +26,8 @@ from schemas.alerts import AlertRule
 
 _FMT = "%Y-%m-%d %H:%M:%S"
 ALERT_VERSIONS = {"firing": 1, "resolved": 2}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +70,13 @@ def list_rules(store: Store, tenant_id: str) -> list[AlertRule]:
 def all_rules(store: Store) -> list[StoredRule]:
     """Every tenant's rules, tombstones included (the evaluator closes what deleted rules left firing)."""
     rows = store.query(f"SELECT tenant_id, rule, deleted FROM {store.database}.alert_rules FINAL").to_dicts()
-    return [StoredRule(r["tenant_id"], AlertRule.model_validate_json(r["rule"]), bool(r["deleted"])) for r in rows]
+    out = []
+    for r in rows:
+        try:
+            out.append(StoredRule(r["tenant_id"], AlertRule.model_validate_json(r["rule"]), bool(r["deleted"])))
+        except ValidationError as exc:  # one unreadable row must not stop every tenant's alerts
+            log.error("alert rule row of tenant %s is not a rule, skipped: %s", r["tenant_id"], exc)
+    return out
 
 
 # --- alert_state ---

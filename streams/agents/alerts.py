@@ -70,13 +70,19 @@ class AlertEvaluator:
         notes: list[Notification] = []
         rows: list[dict[str, Any]] = []
         states: list[tuple[str, str, dict[str, Any] | None]] = []
+        done: list[tuple[str, str]] = []
         for stored in rules:
             key = (stored.tenant_id, stored.rule.id)
             before = saved.get(key)
             state = RuleState.from_dict(before) if before else RuleState(stored.rule.id)
             if max(state.last_tick, self._evaluated.get(key, 0)) >= t or (before is None and (stored.deleted or not stored.rule.enabled)):
                 continue
-            transitions = await self._evaluate(stored, state, now)
+            try:
+                transitions = await self._evaluate(stored, state, now)
+            except StoreError as exc:  # this rule's values: the others go on, it is tried again next interval
+                log.warning("alert rule %s of %s not evaluated at %s: %s", stored.rule.id, stored.tenant_id, now, exc)
+                continue
+            done.append(key)
             for tr in transitions:
                 event = alert_event(stored.rule, tr)
                 rows.append(alert_row(stored.tenant_id, event.data))
@@ -91,8 +97,7 @@ class AlertEvaluator:
             await self._send(note)
         if states:
             await asyncio.to_thread(write_states, self._store, states)
-        for stored in rules:
-            self._evaluated[(stored.tenant_id, stored.rule.id)] = t
+        self._evaluated.update((key, t) for key in done)
         return notes
 
     async def _evaluate(self, stored: StoredRule, state: RuleState, now: datetime) -> list[Transition]:

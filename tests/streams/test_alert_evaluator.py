@@ -216,3 +216,12 @@ async def test_a_deleted_or_disabled_rule_resolves_its_firing_alert(store, evalu
     assert list_alerts(store, t, m0, m0 + 60 * MINUTE)[0].status == "resolved"
     if how == "rule_deleted":
         assert (t, rule.id) not in read_states(store)
+
+
+async def test_an_unreadable_rule_row_does_not_stop_the_other_rules(store, evaluator) -> None:
+    t, m0 = tenant("unreadable"), base_minute()
+    store.insert_rows(f"{store.database}.alert_rules", [
+        {"tenant_id": t, "rule_id": "rule_from_the_future", "rule": '{"kind": "budget"}', "deleted": 0, "version": 1}])
+    rule_of(store, t, ERROR_RATE, m0)
+    store_spans(store, spans(t, m0, 4, status_code="error"))
+    assert kinds(await run(evaluator, t, m0 + MINUTE, 1)) == ["alert.firing"]
