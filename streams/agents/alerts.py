@@ -74,12 +74,12 @@ class AlertEvaluator:
         for stored in rules:
             key = (stored.tenant_id, stored.rule.id)
             before = saved.get(key)
-            state = RuleState.from_dict(before) if before else RuleState(stored.rule.id)
-            if max(state.last_tick, self._evaluated.get(key, 0)) >= t or (before is None and (stored.deleted or not stored.rule.enabled)):
-                continue
+            if self._evaluated.get(key, 0) >= t or (before is None and (stored.deleted or not stored.rule.enabled)):
+                continue  # done at this minute, or nothing to do: a deleted or disabled rule without state
             try:
+                state = RuleState.from_dict(before) if before else RuleState(stored.rule.id)
                 transitions = await self._evaluate(stored, state, now)
-            except StoreError as exc:  # this rule's values: the others go on, it is tried again next interval
+            except (StoreError, ValueError) as exc:  # this rule only: it is tried again next interval
                 log.warning("alert rule %s of %s not evaluated at %s: %s", stored.rule.id, stored.tenant_id, now, exc)
                 continue
             done.append(key)
