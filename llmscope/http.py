@@ -148,10 +148,11 @@ def install_health(
         return JSONResponse(body, status_code=200 if ok else 503)
 
 
-async def authenticate(request: Request, resolver: KeyResolver, scope: str) -> Principal:
+async def authenticate(request: Request, resolver: KeyResolver, scope: str, *alternatives: str) -> Principal:
+    """The caller's principal, if its key holds `scope` or one of the alternatives."""
     key = extract_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
     principal = await resolver.resolve(key, request.client.host if request.client else "")
-    principal.require(scope)
+    principal.require(scope, *alternatives)
     return principal
 
 
