@@ -78,7 +78,12 @@ class SpanFilters:
         service: str | None = None,
         model: str | None = None,
         provider: str | None = None,
-        operation: str | None = None,
+        operation: Annotated[str | None, Query(description=(
+            "Metrics: omitted, only model calls count (chat, text_completion, generate_content, embeddings, "
+            "OpenInference llm, and spans that name a model without an operation); a name (invoke_agent, "
+            "execute_tool, chain…) counts only spans of that operation; `*` counts every span. "
+            "Traces: a trace matches when any of its spans has this operation; `*` matches every trace."
+        ))] = None,
         status: Literal["ok", "error", "unset"] | None = None,
         session_id: str | None = None,
         user_id: str | None = None,

@@ -12,6 +12,7 @@ import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from schemas.operations import canonical_operation
 from schemas.span import MAX_VALUE_BYTES, TRUNCATED_MARK, Span, SpanEvent, SpanKind, StatusCode, cap_text
 from schemas.usage import (
     CACHE_READ_TOKENS,
@@ -54,8 +55,6 @@ _PROMPT_VERSION = (
     "llmscope.prompt.version",
 )
 _FINISH_REASONS = "gen_ai.response.finish_reasons"
-# OpenLLMetry's request types, as GenAI operation names.
-_OPERATION_ALIASES = {"completion": "text_completion", "embedding": "embeddings", "unknown": ""}
 
 _RAW_KEYS = frozenset(
     (
@@ -168,8 +167,7 @@ def _apply_llm_fields(out: Span, raw: dict[str, AnyValue], flat: dict[str, str])
     out.provider = _first_string(flat, _PROVIDER).strip().lower()
     out.request_model = _first_string(flat, _REQUEST_MODEL)
     out.response_model = _first_string(flat, _RESPONSE_MODEL)
-    operation = _first_string(flat, _OPERATION).strip().lower()
-    out.operation = _OPERATION_ALIASES.get(operation, operation)
+    out.operation = canonical_operation(_first_string(flat, _OPERATION))
     _apply_usage(out, raw)
     out.session_id = _first_string(flat, _SESSION)
     out.user_id = _first_string(flat, _USER)
