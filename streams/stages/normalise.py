@@ -78,6 +78,8 @@ def normalise(req: ExportTraceServiceRequest, tenant_id: str) -> list[Span]:
     for rs in req.resource_spans:
         resource_attrs, _ = _flatten_attributes(rs.resource.attributes)
         service_name = resource_attrs.get("service.name") or "unknown_service"
+        # A user or session set for the whole process (resource attributes) holds for its spans that name none.
+        resource_user, resource_session = _first_string(resource_attrs, _USER), _first_string(resource_attrs, _SESSION)
         for ss in rs.scope_spans:
             for span in ss.spans:
                 attrs, raw = _flatten_attributes(span.attributes)
@@ -103,6 +105,7 @@ def normalise(req: ExportTraceServiceRequest, tenant_id: str) -> list[Span]:
                 )
                 if raw:
                     _apply_llm_fields(out, raw, attrs)
+                out.user_id, out.session_id = out.user_id or resource_user, out.session_id or resource_session
                 spans.append(out)
     return spans
 
