@@ -23,6 +23,7 @@ MINUTES = "llmscope.rollup_minute FINAL"
 SPANS = "llmscope.spans FINAL"
 TENANT = "tenant_id IN (${tenant:singlequote})"
 MODEL_CALLS = model_call_sql()
+COST = "toFloat64(sum(toDecimal256(cost_usd, 12)))"  # a Decimal(38, 12) sum would wrap (schemas/rollup.py)
 
 
 def _target(sql: str, fmt: int) -> dict[str, Any]:
@@ -49,7 +50,7 @@ def overview() -> dict[str, Any]:
     panels = [
         _panel(1, "Requests (model calls)", "stat", f"SELECT sum(requests) AS requests {per_minute}", (0, 0, 6, 4)),
         _panel(2, "Error rate", "stat", f"SELECT sum(errors) / greatest(sum(requests), 1) AS error_rate {per_minute}", (6, 0, 6, 4), "percentunit"),
-        _panel(3, "Cost", "stat", f"SELECT toFloat64(sum(cost_usd)) AS cost_usd {per_minute}", (12, 0, 6, 4), "currencyUSD"),
+        _panel(3, "Cost", "stat", f"SELECT {COST} AS cost_usd {per_minute}", (12, 0, 6, 4), "currencyUSD"),
         _panel(4, "Latency p95", "stat", f"SELECT {p95} AS p95_ms {per_minute}", (18, 0, 6, 4), "ms"),
         _panel(
             5, "Requests and errors per interval", "timeseries",
@@ -59,7 +60,7 @@ def overview() -> dict[str, Any]:
         ),
         _panel(
             6, "Cost by model", "timeseries",
-            f"SELECT $__timeInterval(minute) AS time, model, toFloat64(sum(cost_usd)) AS cost_usd {per_minute} "
+            f"SELECT $__timeInterval(minute) AS time, model, {COST} AS cost_usd {per_minute} "
             "GROUP BY time, model ORDER BY time",
             (12, 4, 12, 8), "currencyUSD",
         ),
@@ -77,7 +78,7 @@ def overview() -> dict[str, Any]:
         ),
         _panel(
             9, "Top users by cost", "table",
-            f"SELECT user_id, count() AS requests, toFloat64(sum(cost_usd)) AS cost_usd FROM {SPANS} "
+            f"SELECT user_id, count() AS requests, {COST} AS cost_usd FROM {SPANS} "
             f"WHERE {TENANT} AND $__timeFilter(start_time) AND {MODEL_CALLS} AND user_id != '' GROUP BY user_id ORDER BY cost_usd DESC LIMIT 20",
             (0, 20, 12, 8),
         ),

@@ -26,7 +26,15 @@ from typing import Any, Literal
 import polars as pl
 
 from schemas.operations import ALL_OPERATIONS, model_call_sql
-from schemas.rollup import COUNTERS, ROLLUP_DAY, ROLLUP_HOUR, ROLLUP_MINUTE, quantile_sql, span_aggregates_sql
+from schemas.rollup import (
+    COUNTERS,
+    ROLLUP_DAY,
+    ROLLUP_HOUR,
+    ROLLUP_MINUTE,
+    quantile_sql,
+    span_aggregates_sql,
+    sum_sql,
+)
 from schemas.rollup import DIMENSIONS as ROLLUP_DIMENSIONS
 from schemas.times import EPOCH, ceil_to, floor_to
 
@@ -113,7 +121,7 @@ def plan(
     params: dict[str, Any] = {f"f_{c}": v for c, v in q.filters.items()}
     params["tenant"] = q.tenant
     group_col = DIMENSIONS[q.group] if q.group else "''"
-    sums = ", ".join(f"sum({c}) AS {c}" for c in (*COUNTERS, "cost_usd"))
+    sums = ", ".join(sum_sql(c) for c in (*COUNTERS, "cost_usd"))
 
     def bucket(ts: str) -> str:
         return f"intDiv(toUnixTimestamp({ts}), {step}) * {step}" if step else "0"
@@ -145,7 +153,8 @@ def plan(
     )
     sql = f"""
         {"WITH sumMap(latency_hist) AS h" if latency else ""}
-        SELECT toInt64(t) AS t, toString(g) AS g, {sums}, {quantiles}
+        SELECT toInt64(t) AS t, toString(g) AS g, {", ".join(sum_sql(c) for c in COUNTERS)},
+               toFloat64(sum(cost_usd)) AS cost_usd, {quantiles}
         FROM ({" UNION ALL ".join(parts)})
         GROUP BY t, g
         {order} {"LIMIT {limit:UInt32}" if limit else ""}

@@ -214,7 +214,7 @@ async def summary(request: Request, principal: Reader, store: StoreDep,
             input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
             cached_input_tokens=row["cached_input_tokens"], cache_write_tokens=row["cache_write_tokens"],
             reasoning_tokens=row["reasoning_tokens"], cost_usd=row["cost_usd"], cost_known_requests=row["cost_known"],
-            latency_avg_ms=row["duration_ns_sum"] / n / 1e6 if n else None,
+            latency_avg_ms=float(row["duration_ns_sum"]) / n / 1e6 if n else None,
             latency_p50_ms=row["latency_p50"], latency_p95_ms=row["latency_p95"], latency_p99_ms=row["latency_p99"],
             latency_relative_error=RELATIVE_ERROR,
         )

@@ -21,7 +21,8 @@ from schemas.times import from_ns
 
 router = APIRouter(prefix="/api/v1/traces", tags=["traces"])
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
-# A trace's figures count its model calls, as the analytics do (schemas/operations.py).
+# A trace's figures count its model calls, as the analytics do (schemas/operations.py), in sums
+# that cannot wrap (schemas/rollup.py).
 _MODEL_CALL = model_call_sql()
 
 
@@ -146,9 +147,9 @@ async def list_traces(
             argMin(service_name, (parent_span_id != '', start_time)) AS service,
             count() AS span_count,
             countIf({_MODEL_CALL}) AS requests,
-            sumIf(input_tokens, {_MODEL_CALL}) AS input_tokens,
-            sumIf(output_tokens, {_MODEL_CALL}) AS output_tokens,
-            sumIf(cost_usd, {_MODEL_CALL}) AS cost_usd,
+            sumIf(toDecimal128(input_tokens, 0), {_MODEL_CALL}) AS input_tokens,
+            sumIf(toDecimal128(output_tokens, 0), {_MODEL_CALL}) AS output_tokens,
+            toFloat64(sumIf(toDecimal256(cost_usd, 12), {_MODEL_CALL})) AS cost_usd,
             multiIf(countIf(status_code = 'error') > 0, 'error', countIf(status_code = 'ok') > 0, 'ok', 'unset') AS status
         FROM {store.database}.spans FINAL
         WHERE tenant_id = {{tenant:String}}
@@ -171,7 +172,7 @@ async def list_traces(
             requests=r["requests"],
             input_tokens=r["input_tokens"],
             output_tokens=r["output_tokens"],
-            cost_usd=_money(r["cost_usd"]),
+            cost_usd=r["cost_usd"],
             status=r["status"],
         )
         for r in page

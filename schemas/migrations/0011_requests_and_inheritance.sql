@@ -6,3 +6,33 @@
 -- migration inherited nothing: the default says so, and their values keep their meaning.
 ALTER TABLE {db}.spans
     ADD COLUMN IF NOT EXISTS inherited Array(LowCardinality(String)) DEFAULT [] AFTER prompt_version;
+
+-- Sums that cannot wrap: a UInt64 sum of durations wraps after 30,500 week-long spans, silently.
+-- Token and duration sums are kept as Decimal(38, 0) at every rollup level and summed so
+-- (schemas/rollup.py, sum_sql); every value already stored converts exactly. Costs stay
+-- Decimal(38, 12) and are summed as Decimal(76, 12); what each figure counts is unchanged (the
+-- rollups keep every span, per operation; the API counts model calls by reading those groups).
+
+ALTER TABLE {db}.rollup_minute
+    MODIFY COLUMN input_tokens Decimal(38, 0),
+    MODIFY COLUMN output_tokens Decimal(38, 0),
+    MODIFY COLUMN cached_input_tokens Decimal(38, 0),
+    MODIFY COLUMN cache_write_tokens Decimal(38, 0),
+    MODIFY COLUMN reasoning_tokens Decimal(38, 0),
+    MODIFY COLUMN duration_ns_sum Decimal(38, 0);
+
+ALTER TABLE {db}.rollup_hour
+    MODIFY COLUMN input_tokens Decimal(38, 0),
+    MODIFY COLUMN output_tokens Decimal(38, 0),
+    MODIFY COLUMN cached_input_tokens Decimal(38, 0),
+    MODIFY COLUMN cache_write_tokens Decimal(38, 0),
+    MODIFY COLUMN reasoning_tokens Decimal(38, 0),
+    MODIFY COLUMN duration_ns_sum Decimal(38, 0);
+
+ALTER TABLE {db}.rollup_day
+    MODIFY COLUMN input_tokens Decimal(38, 0),
+    MODIFY COLUMN output_tokens Decimal(38, 0),
+    MODIFY COLUMN cached_input_tokens Decimal(38, 0),
+    MODIFY COLUMN cache_write_tokens Decimal(38, 0),
+    MODIFY COLUMN reasoning_tokens Decimal(38, 0),
+    MODIFY COLUMN duration_ns_sum Decimal(38, 0);
