@@ -84,7 +84,9 @@ class SummaryResponse(Envelope[Summary]):
 
 class Series(BaseModel):
     group: str | None
-    values: dict[str, list[float | None]]
+    values: dict[str, list[float | None]] = Field(description=(
+        "metric -> one value per timestamp, each over the counted spans (see `counted`) that started in that "
+        "bucket: requests and errors count them, tokens and cost_usd sum theirs, latency_* are their percentiles."))
 
 
 class Timeseries(BaseModel):
