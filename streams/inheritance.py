@@ -53,6 +53,26 @@ def settle(store: Store, traces: Mapping[str, Set[str]], first_start_ns: int, la
     return touched
 
 
+def settle_range(store: Store, start_ns: int, end_ns: int, chunk: int = 1000) -> set[tuple[str, int]]:
+    """Settle every trace with a span starting in [start_ns, end_ns): the path for spans stored before
+    inheritance existed (or by a worker that skipped it). Follow it with
+    streams.compaction.rebuild_minutes over the returned minutes' range, then compaction, so the rollups
+    group the settled prompts too."""
+    df = store.query(
+        f"SELECT DISTINCT tenant_id, trace_id FROM {store.database}.spans "
+        "WHERE start_time >= {lo:DateTime64(9, 'UTC')} AND start_time < {hi:DateTime64(9, 'UTC')}",
+        {"lo": _seconds(start_ns), "hi": _seconds(end_ns)},
+    )
+    by_tenant: dict[str, list[str]] = {}
+    for row in df.to_dicts():
+        by_tenant.setdefault(row["tenant_id"], []).append(row["trace_id"])
+    touched: set[tuple[str, int]] = set()
+    for tenant, ids in by_tenant.items():
+        for i in range(0, len(ids), chunk):
+            touched |= settle(store, {tenant: set(ids[i:i + chunk])}, start_ns, end_ns)
+    return touched
+
+
 def _seconds(ns: int) -> str:
     return f"{max(0, ns) / _FMT_NS:.9f}"
 

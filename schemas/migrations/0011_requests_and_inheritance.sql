@@ -3,7 +3,8 @@
 -- trace's root), filled in by the worker also when the ancestor arrives after the span
 -- (streams/inheritance.py). `inherited` names the fields that came from an ancestor ('user_id',
 -- 'session_id', 'prompt'), so the span's own statement stays known. Rows written before this
--- migration inherited nothing: the default says so, and their values keep their meaning.
+-- migration inherited nothing: the default says so, and their values keep their meaning until
+-- streams.inheritance.settle_range settles them (then streams.compaction.rebuild_minutes).
 ALTER TABLE {db}.spans
     ADD COLUMN IF NOT EXISTS inherited Array(LowCardinality(String)) DEFAULT [] AFTER prompt_version;
 

@@ -11,7 +11,7 @@ import orjson
 from llmscope.storage import Store
 from schemas.span import Span
 from streams.compaction import recompute_minutes
-from streams.inheritance import settle
+from streams.inheritance import settle, settle_range
 from streams.stages.inherit import Node, own_values, resolve
 from streams.stages.pipeline import prepare
 from streams.stages.normalise import normalise
@@ -113,3 +113,13 @@ def test_a_user_and_session_set_as_resource_attributes_hold_for_spans_that_name_
     req.resource_spans[0].resource.attributes.extend([kv("enduser.id", "res-user"), kv("session.id", "res-session")])
     spans = normalise(req, "t")
     assert [(s.user_id, s.session_id) for s in spans] == [("res-user", "res-session"), ("own", "res-session")]
+
+
+def test_spans_stored_before_inheritance_are_settled_by_the_range_path(store: Store) -> None:
+    tenant, start = "inherit-backfill", int(T0.timestamp()) * 10**9
+    root = make_span(tenant, 3, start, 10**10, operation="invoke_agent", user_id="u-old", session_id="s-old")
+    child = make_span(tenant, 3, start + 10**9, 10**9, span_id="d" * 16, parent_span_id=root.span_id)
+    store.insert_rows(f"{store.database}.spans", [s.to_row(time.time_ns()) for s in (root, child)])  # never settled
+    assert _stored(store, tenant)[child.span_id][0] == ""
+    assert (tenant, start // 10**9) in settle_range(store, start, start + 60 * 10**9)
+    assert _stored(store, tenant)[child.span_id] == ("u-old", "", ["user_id", "session_id"])
