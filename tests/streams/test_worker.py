@@ -123,7 +123,9 @@ class _CrashBeforeCommit(Store):
 
 
 async def test_a_true_redelivery_at_the_same_offsets_stores_and_counts_nothing_twice(settings, store) -> None:
-    own = private_settings(settings, "redeliver")
+    # One batch of exactly the 4 messages both times, however busy the machine: the insert's
+    # deduplication token is its batch's message ids, so the same batch must form again.
+    own = private_settings(settings, "redeliver", sink_batch_messages=4, sink_batch_seconds=120.0)
     tenant = f"redeliver-{uuid.uuid4().hex[:6]}"
     async with running_worker(own, _CrashBeforeCommit(store)):
         producer = IngestProducer(own)
