@@ -59,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llmscope: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=settings.log_level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+        level=settings.log_level, stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
+    )  # fmt: skip
+    from llmscope.http import RequestIdLogFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdLogFilter())
     from llmscope import roles
 
     if args.role == "migrate":
