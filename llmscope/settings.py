@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     )
     audit_flush_seconds: PositiveFloat = Field(1.0, description="How often the query API writes its audit rows.")
     audit_buffer_rows: PositiveInt = Field(100_000, description="Audit rows kept while the store is unreachable; beyond, the oldest go.")
+    admin_url: str = Field("http://127.0.0.1:8000", description="Query API the `tenants` and `keys` commands talk to.")
+    admin_key: SecretStr | None = Field(
+        None, description="Admin key for the `tenants` and `keys` commands; default: <data-dir>/admin-api-key of `up`."
+    )
     # --- end tenants, keys and audit ---
 
     @field_validator("clickhouse_database")
