@@ -33,6 +33,7 @@ class KeyInvalidation:
             if redis_url else None
         )  # fmt: skip
         self._listener: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()  # subscribed now: invalidations published from here on arrive
 
     async def publish(self, key_hashes: Iterable[str] = (), tenants: Iterable[str] = ()) -> None:
         hashes, names = sorted(key_hashes), sorted(tenants)
@@ -66,6 +67,7 @@ class KeyInvalidation:
         pubsub = self._redis.client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self._channel)
+            self.listening.set()
             # A message published while we were away is missed: re-read the copy now.
             self._resolver.forget()
             while True:
@@ -77,6 +79,7 @@ class KeyInvalidation:
                     except (orjson.JSONDecodeError, AttributeError, TypeError):
                         log.warning("ignoring a malformed key invalidation message")
         finally:
+            self.listening.clear()
             await pubsub.aclose()
 
     async def close(self) -> None:
