@@ -49,7 +49,6 @@ class Principal:
     key_prefix: str
     scopes: frozenset[str]
     expires_at: float | None = None  # Unix seconds; checked on every request, the copy may be older
-    key_hash: str = ""
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes and not (scope == "admin" and SUPERADMIN in self.scopes):
@@ -186,6 +185,7 @@ class KeyResolver:
         self._reading_since = -math.inf  # monotonic start of the latest read attempt
         self._misses: dict[str, tuple[float, float]] = {}  # client address -> (allowance, at)
         self._forgotten: list[tuple[float, frozenset[str], frozenset[str]]] = []  # (at, key hashes, tenants)
+        self._stale_since = -math.inf  # monotonic time of the latest `forget`
         # When each key was last used: one row per key per flush, never a write per request.
         self.last_used = BatchedWriter(store, "api_key_usage", last_used_flush_seconds)
 
@@ -194,7 +194,8 @@ class KeyResolver:
             raise Unauthenticated("invalid API key: not an LLMScope key, or mistyped (its checksum does not match)")
         digest = hash_key(key)
         arrived = time.monotonic()
-        if arrived - self._loaded_from > self._refresh_seconds:
+        # A read in flight during a `forget` may predate what was changed: the next request re-reads.
+        if arrived - self._loaded_from > self._refresh_seconds or self._loaded_from < self._stale_since:
             self._start_read()
         # The lookup is by the key's SHA-256, so its timing says nothing about the key's characters.
         if self._keys is None or (digest not in self._keys and self._may_wait(client, arrived)):
@@ -216,7 +217,7 @@ class KeyResolver:
         self._forgotten.append(entry)
         if self._keys is not None:
             self._keys = self._without(self._keys, [entry])
-        self._loaded_from = -math.inf
+        self._stale_since = entry[0]
         self._start_read()
 
     @staticmethod
@@ -272,7 +273,7 @@ class KeyResolver:
         keys = {
             r["key_hash"]: Principal(
                 r["tenant_id"], r["key_prefix"], frozenset(r["scopes"]),
-                None if r["expires_ms"] is None else r["expires_ms"] / 1000, r["key_hash"],
+                None if r["expires_ms"] is None else r["expires_ms"] / 1000,
             )
             for r in rows.to_dicts()
         }  # fmt: skip

@@ -5,6 +5,7 @@ cost next to nothing."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from llmscope.auth import KEY_LENGTH, KeyResolver, create_key, generate_key, hash_key, key_row, well_formed
+from llmscope import tenants
 from llmscope.errors import Unauthenticated, Unavailable
 from llmscope.storage import Store, StoreError
 from tests.waiting import eventually
@@ -162,3 +164,35 @@ async def test_last_use_is_written_once_per_flush_not_once_per_request(store: St
     await eventually(lambda: store.query(sql, {"h": hash_key(key)})["n"][0] == 1, timeout=5)
     assert counting.inserts.count(table) <= 1 + (time.monotonic() - started) / 0.3
     await resolver.close()
+
+
+class GatedStore(CountingStore):
+    """Key reads wait at a gate, to hold a read in flight."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.gate = threading.Event()
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        if "api_keys" in sql:
+            self.gate.wait(10)
+        return super().query_arrow(sql, params)
+
+
+async def test_a_read_in_flight_during_a_revocation_does_not_bring_the_key_back(store: Store) -> None:
+    gated = GatedStore(store)
+    key = create_key(store, _tenant(), "k", {"read"})
+    resolver = KeyResolver(gated, refresh_seconds=0.01)
+    gated.gate.set()
+    await resolver.resolve(key)
+    gated.gate.clear()
+    await asyncio.sleep(0.02)
+    await resolver.resolve(key)  # starts a refresh, which now waits at the gate holding the key
+    await asyncio.sleep(0.05)  # (the read is past its start, before the revocation)
+    tenants.revoke_key(store, tenants.find_key(store, hash_key(key)[:16], None) or {})
+    resolver.forget([hash_key(key)])
+    gated.gate.set()
+    for _ in range(20):  # the old read lands, then the next request's read
+        with pytest.raises(Unauthenticated):
+            await resolver.resolve(key)
+        await asyncio.sleep(0.01)
