@@ -12,9 +12,7 @@ from __future__ import annotations
 import time
 
 from fastapi import Request
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmscope.auth import KEY_PREFIX, Principal
 from llmscope.batched_writer import BatchedWriter
@@ -24,21 +22,29 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PREFIX_CHARS = 12  # as stored in api_keys.key_prefix; never more of a key than that
 
 
-class AuditMiddleware(BaseHTTPMiddleware):
+class AuditMiddleware:
+    """Plain ASGI, so reads (most requests) pass straight through at no cost."""
+
     def __init__(self, app: ASGIApp, writer: BatchedWriter) -> None:
-        super().__init__(app)
+        self._app = app
         self._writer = writer
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        if request.method not in MUTATING:
-            return await call_next(request)
-        status = 500
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in MUTATING:
+            await self._app(scope, receive, send)
+            return
+        status = 500  # unless an answer starts: an unhandled error is answered further out
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self._app(scope, receive, sending)
         finally:
-            self._writer.add(_row(request, status))
+            self._writer.add(_row(Request(scope), status))
 
 
 def _row(request: Request, status: int) -> dict[str, object]:
