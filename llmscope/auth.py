@@ -9,8 +9,8 @@ leaked key by the prefix and confirms it by the checksum without asking us; a mi
 key is refused here without a store lookup. Keys made before the checksum (`lls_` + 40 random
 characters) have no checksum and are looked up as before.
 
-Scopes: `ingest` (send spans and events), `read` (query), `admin` (manage the key's own tenant:
-its keys, name, prices, PII policy, audit log), `superadmin` (a platform key: manage every tenant;
+Scopes: `ingest` (send spans and events), `read` (query), `alerts` (write alert rules), `admin`
+(manage the key's own tenant: its keys, name, prices, PII policy, alert rules, audit log), `superadmin` (a platform key: manage every tenant;
 implies `admin`; made only by the CLI's `create-key`)."""
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ _ALPHABET = string.digits + string.ascii_letters
 _RANDOM_CHARS, _CHECKSUM_CHARS = 30, 6
 KEY_LENGTH = len(KEY_PREFIX) + _RANDOM_CHARS + _CHECKSUM_CHARS
 _LEGACY_LENGTH = len(KEY_PREFIX) + 40  # keys made before the checksum
-SCOPES = frozenset({"ingest", "read", "admin", "superadmin"})
+# alerts: write alert rules (reading them needs read; admin may do both).
+SCOPES = frozenset({"ingest", "read", "admin", "alerts", "superadmin"})
 SUPERADMIN = "superadmin"
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,11 @@ class Principal:
     scopes: frozenset[str]
     expires_at: float | None = None  # Unix seconds; checked on every request, the copy may be older
 
-    def require(self, scope: str) -> None:
-        if scope not in self.scopes and not (scope == "admin" and SUPERADMIN in self.scopes):
-            raise Forbidden(f"this API key lacks the '{scope}' scope")
+    def require(self, scope: str, *alternatives: str) -> None:
+        """Pass if the key holds `scope` or any of the alternatives (`superadmin` counts as `admin`)."""
+        wanted = {scope, *alternatives}
+        if not self.scopes & wanted and not ("admin" in wanted and SUPERADMIN in self.scopes):
+            raise Forbidden(f"this API key lacks the {' or '.join(repr(s) for s in (scope, *alternatives))} scope")
 
     @property
     def superadmin(self) -> bool:

@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     keys.add_argument("--tenant", required=True)
     keys.add_argument("--name", default="")
-    keys.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest, read, admin, superadmin")
+    keys.add_argument(
+        "--scopes", "--scope", default="ingest,read", help="comma-separated: ingest, read, admin, alerts, superadmin"
+    )
     keys.add_argument("--expires-at", type=_utc_time, help="RFC 3339 time the key stops working (UTC if no offset)")
     admin_client.add_commands(roles)
     return parser

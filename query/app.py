@@ -16,7 +16,20 @@ from llmscope.key_invalidation import KeyInvalidation
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from query import admin_audit, admin_keys, admin_tenants, deadletters, metrics, pii_settings, prices, stream, traces, whoami
+from query import (
+    admin_audit,
+    admin_keys,
+    admin_tenants,
+    alert_rules,
+    alerts,
+    deadletters,
+    metrics,
+    pii_settings,
+    prices,
+    stream,
+    traces,
+    whoami,
+)
 from query.cache import make_cache
 from query.console import install_console
 
@@ -52,7 +65,8 @@ def create_query_app(
 
     summary = "Readiness: store reachable; and how many dead letters the last 24 hours parked"
     install_health(app, {"store": store_answers(store)}, summary, extra=dead_letters)
-    for module in (traces, metrics, prices, pii_settings, deadletters, whoami, admin_tenants, admin_keys, admin_audit):
+    routers = (traces, metrics, prices, pii_settings, deadletters, whoami, alert_rules, alerts)
+    for module in (*routers, admin_tenants, admin_keys, admin_audit):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(stream.router)
     install_docs(app)
