@@ -64,6 +64,7 @@ async def test_mutating_requests_are_recorded_with_who_what_request_id_and_outco
         key_id = made.json()["data"]["key_id"]
         assert (await api.post(f"/api/v1/admin/keys/{key_id}/revoke", headers=_h(admin, "rid-revoke"))).status_code == 200
         assert (await api.post("/api/v1/admin/keys", json={"scopes": []}, headers=_h(admin, "rid-bad"))).status_code == 400
+        assert (await api.delete("/api/v1/alert-rules/no-such-rule", headers=_h(admin, "rid-rule"))).status_code == 404
         assert (await api.get("/api/v1/prices", headers=_h(admin, "rid-read"))).status_code == 200  # not mutating
         assert (await api.put("/api/v1/settings/pii", json={"policy": "off"}, headers=_h(other_admin, "rid-other"))).status_code == 200
 
@@ -71,10 +72,12 @@ async def test_mutating_requests_are_recorded_with_who_what_request_id_and_outco
             r = await api.get("/api/v1/admin/audit", headers=_h(admin))
             assert r.status_code == 200, r.text
             found: list[dict[str, Any]] = r.json()["data"]
-            return found if len(found) >= 4 else []
+            return found if len(found) >= 6 else []
 
         found = {row["request_id"]: row for row in await eventually(rows, timeout=5)}
-        assert set(found) == {"rid-pii", "rid-forbidden", "rid-key", "rid-revoke", "rid-bad"}  # no GET, no other tenant
+        # A router this middleware was never told about (alert rules) is covered too; GETs and other tenants are not here.
+        assert set(found) == {"rid-pii", "rid-forbidden", "rid-key", "rid-revoke", "rid-bad", "rid-rule"}
+        assert (found["rid-rule"]["action"], found["rid-rule"]["status"]) == ("delete_rule", 404)
         assert found["rid-pii"] | {"at": None} == {
             "at": None, "tenant_id": tenant, "key_prefix": admin[:12], "method": "PUT", "path": "/api/v1/settings/pii",
             "action": "put_pii_policy", "status": 200, "request_id": "rid-pii",
@@ -88,7 +91,7 @@ async def test_mutating_requests_are_recorded_with_who_what_request_id_and_outco
         first = (await api.get("/api/v1/admin/audit", params={"limit": 2}, headers=_h(admin))).json()
         rest = (await api.get("/api/v1/admin/audit", params={"limit": 10, "cursor": first["next_cursor"]}, headers=_h(admin))).json()
         ids = [r["request_id"] for r in first["data"] + rest["data"]]
-        assert len(ids) == 5 and set(ids) == set(found) and rest["next_cursor"] is None
+        assert len(ids) == 6 and set(ids) == set(found) and rest["next_cursor"] is None
         assert [r["at"] for r in first["data"] + rest["data"]] == sorted((r["at"] for r in first["data"] + rest["data"]), reverse=True)
         assert (await api.get("/api/v1/admin/audit", params={"tenant_id": other}, headers=_h(admin))).status_code == 403
         assert (await api.get("/api/v1/admin/audit", params={"cursor": "nope"}, headers=_h(admin))).status_code == 400
