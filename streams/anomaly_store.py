@@ -1,10 +1,12 @@
 """What the anomaly agent reads and writes in the store: minute points from the rollups, the series
 worth watching, and the anomalies table (episodes). Blocking calls: the agent runs them on a thread.
 
-Points are read from `rollup_minute FINAL`, summed per (tenant, service, provider, model) and minute
-in SQL (the histograms merged with sumMap), then folded by the detector's own
-`points_from_rollup_rows`, so the timer's points and a warm-up's history are the same numbers, and
-latency p95 is the query API's (`quantile_from_histogram`).
+Points are read from `rollup_minute FINAL`, over model calls only (schemas/operations.py: what the
+analytics count as requests, so an agent turn wrapping its calls is neither a request nor a
+latency), summed per (tenant, service, provider, model) and minute in SQL (the histograms merged
+with sumMap), then folded by the detector's own `points_from_rollup_rows`, so the timer's points and
+a warm-up's history are the same numbers, and latency p95 is the query API's
+(`quantile_from_histogram`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Any
 
 from llmscope.storage import Store
 from schemas.anomalies import ANOMALIES, row_status, row_version
+from schemas.operations import model_call_sql
 from schemas.rollup import ROLLUP_MINUTE, quantile_from_histogram
 from streams.stages.anomaly import AnomalyEvent, MinutePoint, SeriesKey, points_from_rollup_rows
 
 _FMT = "%Y-%m-%d %H:%M:%S"
+_MODEL_CALLS = model_call_sql()
 _SUMS = """sum(requests) AS requests, sum(errors) AS errors, sum(input_tokens) AS input_tokens,
            sum(output_tokens) AS output_tokens, sum(cost_usd) AS cost_usd, sumMap(latency_hist) AS latency_hist"""
 
@@ -55,7 +59,7 @@ def minute_points(store: Store, first: int, last: int) -> dict[int, dict[SeriesK
     sql = f"""
         SELECT tenant_id, toUnixTimestamp(minute) AS minute_s, service_name, provider, model, {_SUMS}
         FROM {store.database}.{ROLLUP_MINUTE} FINAL
-        WHERE minute >= {{lo:DateTime('UTC')}} AND minute <= {{hi:DateTime('UTC')}}
+        WHERE minute >= {{lo:DateTime('UTC')}} AND minute <= {{hi:DateTime('UTC')}} AND {_MODEL_CALLS}
         GROUP BY tenant_id, minute, service_name, provider, model"""
     return _points(store, sql, {"lo": _time(first), "hi": _time(last)})
 
@@ -74,7 +78,8 @@ def series_points(store: Store, key: SeriesKey, first: int, last: int) -> dict[i
     sql = f"""
         SELECT tenant_id, toUnixTimestamp(minute) AS minute_s, {labels}, {_SUMS}
         FROM {store.database}.{ROLLUP_MINUTE} FINAL
-        WHERE tenant_id = {{tenant:String}} AND minute >= {{lo:DateTime('UTC')}} AND minute <= {{hi:DateTime('UTC')}} {where}
+        WHERE tenant_id = {{tenant:String}} AND minute >= {{lo:DateTime('UTC')}} AND minute <= {{hi:DateTime('UTC')}}
+          AND {_MODEL_CALLS} {where}
         GROUP BY {group}"""
     return {m: by_key[key] for m, by_key in _points(store, sql, params).items() if key in by_key}
 
@@ -86,7 +91,7 @@ def known_series(store: Store, since: int) -> set[SeriesKey]:
     then ticked as silent, which is what it is."""
     sql = f"""
         SELECT DISTINCT tenant_id, service_name, provider, model
-        FROM {store.database}.{ROLLUP_MINUTE} WHERE minute >= {{since:DateTime('UTC')}}"""
+        FROM {store.database}.{ROLLUP_MINUTE} WHERE minute >= {{since:DateTime('UTC')}} AND {_MODEL_CALLS}"""
     found: set[SeriesKey] = set()
     for r in store.query_arrow(sql, {"since": _time(since)}).to_pylist():
         found.add(SeriesKey(r["tenant_id"], r["service_name"], r["provider"], r["model"]))

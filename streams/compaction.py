@@ -32,6 +32,7 @@ How it stays exact
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -44,8 +45,10 @@ from schemas.rollup import (
     ROLLUP_DIRTY,
     ROLLUP_HOUR,
     ROLLUP_MINUTE,
+    WIDE_SUMS,
     read_watermarks,
     span_aggregates_sql,
+    sum_sql,
     write_watermark,
 )
 from schemas.times import EPOCH, floor_day, floor_hour, utc
@@ -54,9 +57,13 @@ log = logging.getLogger(__name__)
 
 SCAN_SLACK = timedelta(minutes=10)
 MARK_SLACK = timedelta(minutes=5)
+# Well inside MARK_SLACK, so batches folded before an idle spell stay remembered across it.
+IDLE_WATERMARK_SECONDS = 30.0
 _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
 _FMT = "%Y-%m-%d %H:%M:%S"
 _VALUES = (*COUNTERS, "cost_usd", "latency_hist")
+# A tombstone's values, typed as the new rows' (UNION ALL wants one type per column).
+_ZEROS = {"latency_hist": "map()", "cost_usd": "toDecimal256(0, 12)", **{c: "toDecimal128(0, 0)" for c in WIDE_SUMS}}
 
 
 def _server_now_us(store: Store) -> int:
@@ -67,9 +74,7 @@ def _replace_sql(db: str, target: str, time_col: str, new_rows: str, where_targe
     """INSERT new versions of every group in a set of periods, plus tombstones one version lower for
     the groups those periods held before (new rows of the same key outrank their own tombstone)."""
     dims = ", ".join(DIMENSIONS)
-    zeros = ", ".join(
-        "map()" if c == "latency_hist" else ("toDecimal128(0, 12)" if c == "cost_usd" else "0") for c in _VALUES
-    )
+    zeros = ", ".join(_ZEROS.get(c, "0") for c in _VALUES)
     return f"""
         INSERT INTO {db}.{target} (tenant_id, {time_col}, {dims}, {", ".join(_VALUES)}, version, is_deleted)
         SELECT tenant_id, {time_col}, {dims}, {zeros}, {{version:UInt64}} - 1, 1
@@ -124,11 +129,17 @@ class MinuteCompactor:
 
     store: Store
     folded: dict[str, datetime] = field(default_factory=dict)  # batch -> marked_at
+    # The minute watermark as this compactor last read or wrote it (it is the only writer while it
+    # leads), and when it last wrote it: an idle pipeline re-writes it only every IDLE_WATERMARK_SECONDS.
+    _scanned: datetime | None = None
+    _written_at: float = 0.0
 
     def run(self) -> list[tuple[str, datetime]]:
         """Recompute every marked (tenant, minute) not folded in yet; returns them."""
         db = self.store.database
-        since = read_watermarks(self.store).get("minute", (EPOCH, EPOCH))[1] - MARK_SLACK
+        if self._scanned is None:
+            self._scanned = read_watermarks(self.store).get("minute", (EPOCH, EPOCH))[1]
+        since = self._scanned - MARK_SLACK
         scan_started_us = _server_now_us(self.store)
         marks = self.store.query(
             f"SELECT tenant_id, toUnixTimestamp(minute) AS m, batch, toUnixTimestamp64Micro(marked_at) AS at "
@@ -144,7 +155,11 @@ class MinuteCompactor:
         for tenant, minutes in by_tenant.items():
             recompute_minutes(self.store, [tenant], minutes)
         scan_started = datetime.fromtimestamp(scan_started_us / 1e6, timezone.utc)
-        write_watermark(self.store, "minute", scan_started, scan_started_us)
+        # With nothing new the watermark only has to move now and then (it bounds the next scan
+        # and a new leader's first one); writing it every second is most of an idle worker's work.
+        if fresh or time.monotonic() - self._written_at >= IDLE_WATERMARK_SECONDS:
+            write_watermark(self.store, "minute", scan_started, scan_started_us)
+            self._scanned, self._written_at = scan_started, time.monotonic()
         self.folded.update({r["batch"]: datetime.fromtimestamp(r["at"] / 1e6, timezone.utc) for r in fresh})
         horizon = scan_started - 2 * MARK_SLACK
         self.folded = {b: at for b, at in self.folded.items() if at >= horizon}
@@ -165,7 +180,7 @@ def _ranges(starts: Iterable[datetime], step: timedelta) -> list[tuple[datetime,
 def _recompute_level(store: Store, target: str, source: str, time_col: str, source_time: str, period: str,
                      ranges: list[tuple[datetime, datetime]]) -> None:
     db, dims = store.database, ", ".join(DIMENSIONS)
-    sums = ", ".join(f"sum({c}) AS {c}" for c in (*COUNTERS, "cost_usd"))
+    sums = ", ".join(sum_sql(c) for c in (*COUNTERS, "cost_usd"))
     new_rows = f"""
         SELECT tenant_id, {period}({source_time}) AS t, {dims}, {sums}, sumMap(latency_hist) AS latency_hist
         FROM {db}.{source} FINAL

@@ -2,7 +2,8 @@
 
 This module builds the app (its Faust configuration) and registers the agents and timers, one
 module each under `streams/agents/`: `spans` (the ingest topic → store), `rollups` (minute,
-hour and day rollups, leader-only timers) and `anomalies` (closed minutes → detectors → anomaly
+hour and day rollups, leader-only timers), `alerts` (alert rules evaluated once a minute on the
+leader, transitions sent to the events topic) and `anomalies` (closed minutes → detectors → anomaly
 episodes). Messages are acknowledged explicitly, only after their batch is in ClickHouse (or, for
 poison messages and unstorable spans, in the dead-letter topic), so a crash at any point
 redelivers rather than loses.
@@ -10,12 +11,15 @@ redelivers rather than loses.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import faust
 
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from streams.agents import anomalies, rollups, spans
+from streams.agents import alerts, anomalies, rollups, spans
 from streams.policy_cache import PolicyCache
 from streams.sink import StoreSink
 
@@ -45,11 +49,15 @@ def _faust_app(settings: Settings) -> faust.App:
     )
 
 
-def create_worker_app(settings: Settings, store: Store, live: LiveHub | None = None) -> tuple[faust.App, StoreSink]:
-    """The worker's Faust app, not yet started, and the sink its spans agent writes through."""
+def create_worker_app(
+    settings: Settings, store: Store, live: LiveHub | None = None, alert_clock: Callable[[], float] = time.time
+) -> tuple[faust.App, StoreSink]:
+    """The worker's Faust app, not yet started, and the sink its spans agent writes through.
+    `alert_clock` is the time the alert evaluator ticks at (tests drive it through whole minutes)."""
     app = _faust_app(settings)
     sink = StoreSink(store)
     spans.register(app, settings, sink, PolicyCache(store, settings), live)
     rollups.register(app, settings, store)
+    alerts.register(app, settings, store, alert_clock)
     anomalies.register(app, settings, store, live)
     return app, sink
