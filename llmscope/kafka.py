@@ -24,7 +24,7 @@ async def ensure_topics(settings: Settings) -> None:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication)
-            for name in (settings.ingest_topic, settings.deadletter_topic)
+            for name in (settings.ingest_topic, settings.deadletter_topic, settings.events_topic)
             if name not in existing
         ]
         if wanted:

@@ -2,7 +2,8 @@
 
 This module builds the app (its Faust configuration) and registers the agents and timers, one
 module each under `streams/agents/`: `spans` (the ingest topic → store) and `rollups` (minute,
-hour and day rollups, leader-only timers). Messages are acknowledged explicitly, only after their
+hour and day rollups, leader-only timers) and `webhooks` (the events topic → the delivery outbox →
+signed POSTs, a leader-only delivery loop). Messages are acknowledged explicitly, only after their
 batch is in ClickHouse (or, for poison messages and unstorable spans, in the dead-letter topic), so
 a crash at any point redelivers rather than loses.
 """
@@ -14,7 +15,7 @@ import faust
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from streams.agents import rollups, spans
+from streams.agents import rollups, spans, webhooks
 from streams.policy_cache import PolicyCache
 from streams.sink import StoreSink
 
@@ -50,4 +51,5 @@ def create_worker_app(settings: Settings, store: Store, live: LiveHub | None = N
     sink = StoreSink(store)
     spans.register(app, settings, sink, PolicyCache(store, settings), live)
     rollups.register(app, settings, store)
+    webhooks.register(app, settings, store)
     return app, sink
