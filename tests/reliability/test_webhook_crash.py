@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -59,8 +61,12 @@ async def test_a_delivery_retrying_when_up_is_killed_is_delivered_after_the_rest
                 before_restart = len(receiver.received)
                 answer["status"] = 200
 
+                restarting = time.monotonic()
                 up = start_up(tmp_path, "--admin-key")
+                serving = time.monotonic()
                 delivered = await _delivered(client, up, headers, endpoint["id"], first)
+                print(f"\nup serving {serving - restarting:.1f} s after the restart; the retried webhook "
+                      f"delivered {time.monotonic() - serving:.1f} s later")
                 # A later event delivered too: the loop has run on since the first one's 200.
                 second = (await client.post(f"{up.query_url}/api/v1/webhooks/{endpoint['id']}/test",
                                             headers=headers)).json()["data"]["event_id"]

@@ -5,6 +5,7 @@ webhook-id and none after the 2xx, 410 disabling the endpoint, a slow receiver h
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -97,7 +98,10 @@ async def test_a_test_event_arrives_signed_and_is_recorded_delivered(api, tenant
     _, headers = tenant
     with serve_receiver([]) as receiver:
         made = await _endpoint(api, headers, receiver)
+        asked = time.monotonic()
         queued = (await api.post(f"/api/v1/webhooks/{made['id']}/test", headers=headers)).json()["data"]
+        await eventually(lambda: receiver.received, interval=0.01)
+        print(f"\ntest event received {time.monotonic() - asked:.2f} s after it was asked for (poll every 0.1 s)")
         [delivery] = await _settled(api, headers, made["id"])
     [got] = receiver.received
     assert got.verified["type"] == "webhook.test", got.verified  # the signature verified with the creation secret
