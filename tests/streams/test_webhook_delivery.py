@@ -28,8 +28,8 @@ from tests.webhook_receiver import Receiver, serve_receiver
 
 @pytest.fixture(scope="module")
 def hooks_settings(settings: Settings) -> Settings:
-    return private_settings(settings, "hooks", events_topic=f"hooks-events-{uuid.uuid4().hex[:8]}",
-                            webhook_allow_private=True, webhook_poll_seconds=0.1, webhook_timeout_seconds=5.0,
+    return private_settings(settings, "hooks", webhook_allow_private=True, webhook_poll_seconds=0.1,
+                            webhook_timeout_seconds=5.0,
                             webhook_retry_delay_scale=0.01)  # retries after 0.05 s, 0.3 s, 1.2 s, 6 s, …
 
 
