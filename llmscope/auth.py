@@ -19,7 +19,8 @@ from llmscope.storage import Store, StoreError
 
 KEY_PREFIX = "lls_"
 _ALPHABET = string.ascii_letters + string.digits
-SCOPES = frozenset({"ingest", "read", "admin"})
+# alerts: write alert rules (reading them needs read; admin may do both).
+SCOPES = frozenset({"ingest", "read", "admin", "alerts"})
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,11 @@ class Principal:
     key_prefix: str
     scopes: frozenset[str]
 
-    def require(self, scope: str) -> None:
-        if scope not in self.scopes:
-            raise Forbidden(f"this API key lacks the '{scope}' scope")
+    def require(self, scope: str, *alternatives: str) -> None:
+        """Pass if the key holds `scope` or any of the alternatives."""
+        wanted = (scope, *alternatives)
+        if not self.scopes.intersection(wanted):
+            raise Forbidden(f"this API key lacks the {' or '.join(repr(s) for s in wanted)} scope")
 
 
 def generate_key() -> str:

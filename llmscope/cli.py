@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     keys = roles.add_parser("create-key", help="create a tenant API key and print it once")
     keys.add_argument("--tenant", required=True)
     keys.add_argument("--name", default="")
-    keys.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest, read, admin")
+    keys.add_argument("--scopes", "--scope", default="ingest,read", help="comma-separated: ingest, read, admin, alerts")
     return parser
 
 

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # --- end anomalies ---
 
     # --- alert rules (streams/agents/alerts.py) ---
+    alert_tick_seconds: PositiveFloat = Field(
+        60.0, description="How often the leader evaluates alert rules; each rule is evaluated once per whole minute."
+    )
     # --- end alert rules ---
 
     # --- webhooks (streams/agents/webhooks.py) ---

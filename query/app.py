@@ -13,7 +13,7 @@ from llmscope.http import ERROR_RESPONSES, RequestIdMiddleware, install_error_ha
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from query import deadletters, metrics, pii_settings, prices, stream, traces, webhooks, whoami
+from query import alert_rules, alerts, deadletters, metrics, pii_settings, prices, stream, traces, webhooks, whoami
 from query.cache import make_cache
 from query.console import install_console
 
@@ -39,7 +39,7 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver, li
 
     summary = "Readiness: store reachable; and how many dead letters the last 24 hours parked"
     install_health(app, {"store": store_answers(store)}, summary, extra=dead_letters)
-    for module in (traces, metrics, prices, pii_settings, deadletters, whoami, webhooks):
+    for module in (traces, metrics, prices, pii_settings, deadletters, whoami, alert_rules, alerts, webhooks):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(stream.router)
     install_docs(app)

@@ -23,6 +23,10 @@ async def admin(request: Request) -> Principal:
     return await authenticate(request, request.app.state.resolver, "admin")
 
 
+async def alerts_writer(request: Request) -> Principal:
+    return await authenticate(request, request.app.state.resolver, "alerts", "admin")
+
+
 def store(request: Request) -> Store:
     found: Store = request.app.state.store
     return found
@@ -30,6 +34,7 @@ def store(request: Request) -> Store:
 
 Reader = Annotated[Principal, Depends(reader)]
 Admin = Annotated[Principal, Depends(admin)]
+AlertsWriter = Annotated[Principal, Depends(alerts_writer)]
 StoreDep = Annotated[Store, Depends(store)]
 
 

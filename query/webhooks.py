@@ -1,8 +1,8 @@
 """Webhook endpoints (/api/v1/webhooks): where a tenant's alert and anomaly events are delivered.
 
-Reading needs `read`; changing needs `admin`. The signing secret is returned twice only: when the
-endpoint is created and when it is rotated (the old secret keeps signing for a grace period, so
-receivers can switch at their pace). A URL is checked when it is set: syntax, then every address
+Reading needs `read`; changing needs `alerts` or `admin`. The signing secret is returned twice
+only: when the endpoint is created and when it is rotated (the old secret keeps signing for a
+grace period, so receivers can switch at their pace). A URL is checked when it is set: syntax, then every address
 its host resolves to must be public unless LLMSCOPE_WEBHOOK_ALLOW_PRIVATE is on (llmscope/netguard.py).
 
 `POST …/{id}/test` puts a `webhook.test` delivery for that endpoint straight into the outbox; the
@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from llmscope.errors import BadRequest, NotFound
 from llmscope.netguard import vet_url
 from llmscope.storage import Store
-from query.deps import Admin, Reader, StoreDep
+from query.deps import AlertsWriter, Reader, StoreDep
 from query.envelope import Envelope, Page
 from schemas.alert_events import webhook_test_event
 from schemas.webhook_rows import (
@@ -135,8 +135,8 @@ def _attempt_out(a: Attempt) -> AttemptOut:
 
 
 @router.post("", response_model=CreatedResponse, status_code=201,
-             summary="Create a webhook endpoint (admin); the answer holds its secret, shown only this once")
-async def create_endpoint(body: WebhookEndpointCreate, principal: Admin, store: StoreDep, request: Request) -> CreatedResponse:
+             summary="Create a webhook endpoint (alerts or admin); the answer holds its secret, shown only this once")
+async def create_endpoint(body: WebhookEndpointCreate, principal: AlertsWriter, store: StoreDep, request: Request) -> CreatedResponse:
     await _vet(request, body.url)
     endpoint = StoredEndpoint.create(body, _now())
     await asyncio.to_thread(write_endpoint, store, principal.tenant_id, endpoint)
@@ -155,11 +155,11 @@ async def read_endpoint(endpoint_id: EndpointId, principal: Reader, store: Store
 
 
 @router.patch("/{endpoint_id}", response_model=EndpointResponse,
-              summary="Change a webhook endpoint (admin): url, format, description, event_types, enabled",
+              summary="Change a webhook endpoint (alerts or admin): url, format, description, event_types, enabled",
               description="Given fields replace the endpoint's; `event_types: null` subscribes to every type. "
                           "Enabling an endpoint that deliveries disabled (410) clears its disabled_reason. "
                           "Pending retries go to the new URL.")
-async def update_endpoint(endpoint_id: EndpointId, body: WebhookEndpointUpdate, principal: Admin, store: StoreDep,
+async def update_endpoint(endpoint_id: EndpointId, body: WebhookEndpointUpdate, principal: AlertsWriter, store: StoreDep,
                           request: Request) -> EndpointResponse:
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
     if not changes:
@@ -178,8 +178,8 @@ async def update_endpoint(endpoint_id: EndpointId, body: WebhookEndpointUpdate, 
 
 
 @router.delete("/{endpoint_id}", response_model=EndpointResponse,
-               summary="Delete a webhook endpoint (admin); returns it. Its pending deliveries are dropped")
-async def delete_endpoint(endpoint_id: EndpointId, principal: Admin, store: StoreDep) -> EndpointResponse:
+               summary="Delete a webhook endpoint (alerts or admin); returns it. Its pending deliveries are dropped")
+async def delete_endpoint(endpoint_id: EndpointId, principal: AlertsWriter, store: StoreDep) -> EndpointResponse:
     endpoint = await _endpoint(store, principal.tenant_id, endpoint_id)
     gone = endpoint.model_copy(update={"updated_at": _now()})
     await asyncio.to_thread(write_endpoint, store, principal.tenant_id, gone, True)
@@ -187,8 +187,8 @@ async def delete_endpoint(endpoint_id: EndpointId, principal: Admin, store: Stor
 
 
 @router.post("/{endpoint_id}/rotate-secret", response_model=RotatedResponse,
-             summary="Rotate the signing secret (admin); the answer holds the new one, shown only this once")
-async def rotate_secret(endpoint_id: EndpointId, principal: Admin, store: StoreDep) -> RotatedResponse:
+             summary="Rotate the signing secret (alerts or admin); the answer holds the new one, shown only this once")
+async def rotate_secret(endpoint_id: EndpointId, principal: AlertsWriter, store: StoreDep) -> RotatedResponse:
     endpoint = await _endpoint(store, principal.tenant_id, endpoint_id)
     rotated = endpoint.rotate(_now())
     await asyncio.to_thread(write_endpoint, store, principal.tenant_id, rotated)
@@ -198,8 +198,8 @@ async def rotate_secret(endpoint_id: EndpointId, principal: Admin, store: StoreD
 
 
 @router.post("/{endpoint_id}/test", response_model=DeliveryResponse, status_code=202,
-             summary="Send a webhook.test event to this endpoint (admin); follow it in the deliveries")
-async def test_endpoint(endpoint_id: EndpointId, principal: Admin, store: StoreDep) -> DeliveryResponse:
+             summary="Send a webhook.test event to this endpoint (alerts or admin); follow it in the deliveries")
+async def test_endpoint(endpoint_id: EndpointId, principal: AlertsWriter, store: StoreDep) -> DeliveryResponse:
     endpoint = await _endpoint(store, principal.tenant_id, endpoint_id)
     if not endpoint.enabled:
         raise BadRequest(f"the endpoint is disabled ({endpoint.disabled_reason or 'through the API'}); "

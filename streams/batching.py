@@ -53,28 +53,34 @@ class Batcher(Generic[T]):
         self._slots = asyncio.Semaphore(max_in_flight)
         self._pending: list[T] = []
         self._opened_at = 0.0
+        self._open = asyncio.Event()  # set while a batch is open: the timer sleeps on it when idle
         self._order: deque[_Batch[T]] = deque()  # dispatched, not yet acknowledged, oldest first
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def add(self, item: T) -> None:
         if not self._pending:
             self._opened_at = time.monotonic()
+            self._open.set()
         self._pending.append(item)
         self._pending_weight += self._weight(item)
         if len(self._pending) >= self._max_items or self._pending_weight >= self._max_weight:
             await self._dispatch()
 
     async def run_timer(self) -> None:
-        """Flush batches that waited long enough; run as a task beside the consuming loop."""
-        tick = min(0.05, self._max_seconds / 4)
+        """Flush batches that waited long enough; run as a task beside the consuming loop. It wakes
+        only when a batch is due, never on a fixed tick, so an idle worker costs no CPU here."""
         while True:
-            await asyncio.sleep(tick)
-            if self._pending and time.monotonic() - self._opened_at >= self._max_seconds:
+            await self._open.wait()
+            due_in = self._opened_at + self._max_seconds - time.monotonic()
+            if due_in > 0:
+                await asyncio.sleep(due_in)  # the batch may be dispatched by size meanwhile: look again
+            elif self._pending:
                 await self._dispatch()
 
     async def _dispatch(self) -> None:
         batch = _Batch(self._pending)
         self._pending, self._pending_weight = [], 0.0
+        self._open.clear()
         await self._slots.acquire()
         self._order.append(batch)
         task = asyncio.create_task(self._run(batch))

@@ -32,6 +32,7 @@ How it stays exact
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 
 SCAN_SLACK = timedelta(minutes=10)
 MARK_SLACK = timedelta(minutes=5)
+# Well inside MARK_SLACK, so batches folded before an idle spell stay remembered across it.
+IDLE_WATERMARK_SECONDS = 30.0
 _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
 _FMT = "%Y-%m-%d %H:%M:%S"
 _VALUES = (*COUNTERS, "cost_usd", "latency_hist")
@@ -124,11 +127,17 @@ class MinuteCompactor:
 
     store: Store
     folded: dict[str, datetime] = field(default_factory=dict)  # batch -> marked_at
+    # The minute watermark as this compactor last read or wrote it (it is the only writer while it
+    # leads), and when it last wrote it: an idle pipeline re-writes it only every IDLE_WATERMARK_SECONDS.
+    _scanned: datetime | None = None
+    _written_at: float = 0.0
 
     def run(self) -> list[tuple[str, datetime]]:
         """Recompute every marked (tenant, minute) not folded in yet; returns them."""
         db = self.store.database
-        since = read_watermarks(self.store).get("minute", (EPOCH, EPOCH))[1] - MARK_SLACK
+        if self._scanned is None:
+            self._scanned = read_watermarks(self.store).get("minute", (EPOCH, EPOCH))[1]
+        since = self._scanned - MARK_SLACK
         scan_started_us = _server_now_us(self.store)
         marks = self.store.query(
             f"SELECT tenant_id, toUnixTimestamp(minute) AS m, batch, toUnixTimestamp64Micro(marked_at) AS at "
@@ -144,7 +153,11 @@ class MinuteCompactor:
         for tenant, minutes in by_tenant.items():
             recompute_minutes(self.store, [tenant], minutes)
         scan_started = datetime.fromtimestamp(scan_started_us / 1e6, timezone.utc)
-        write_watermark(self.store, "minute", scan_started, scan_started_us)
+        # With nothing new the watermark only has to move now and then (it bounds the next scan
+        # and a new leader's first one); writing it every second is most of an idle worker's work.
+        if fresh or time.monotonic() - self._written_at >= IDLE_WATERMARK_SECONDS:
+            write_watermark(self.store, "minute", scan_started, scan_started_us)
+            self._scanned, self._written_at = scan_started, time.monotonic()
         self.folded.update({r["batch"]: datetime.fromtimestamp(r["at"] / 1e6, timezone.utc) for r in fresh})
         horizon = scan_started - 2 * MARK_SLACK
         self.folded = {b: at for b, at in self.folded.items() if at >= horizon}

@@ -1,21 +1,25 @@
 """The worker: a Faust app whose agents turn ingest-topic messages into stored spans and rollups.
 
 This module builds the app (its Faust configuration) and registers the agents and timers, one
-module each under `streams/agents/`: `spans` (the ingest topic → store) and `rollups` (minute,
-hour and day rollups, leader-only timers) and `webhooks` (the events topic → the delivery outbox →
-signed POSTs, a leader-only delivery loop). Messages are acknowledged explicitly, only after their
+module each under `streams/agents/`: `spans` (the ingest topic → store), `rollups` (minute,
+hour and day rollups, leader-only timers), `alerts` (alert rules evaluated once a minute on the
+leader, transitions sent to the events topic) and `webhooks` (the events topic → the delivery
+outbox → signed POSTs, a leader-only delivery loop). Messages are acknowledged explicitly, only after their
 batch is in ClickHouse (or, for poison messages and unstorable spans, in the dead-letter topic), so
 a crash at any point redelivers rather than loses.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import faust
 
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from streams.agents import rollups, spans, webhooks
+from streams.agents import alerts, rollups, spans, webhooks
 from streams.policy_cache import PolicyCache
 from streams.sink import StoreSink
 
@@ -45,11 +49,15 @@ def _faust_app(settings: Settings) -> faust.App:
     )
 
 
-def create_worker_app(settings: Settings, store: Store, live: LiveHub | None = None) -> tuple[faust.App, StoreSink]:
-    """The worker's Faust app, not yet started, and the sink its spans agent writes through."""
+def create_worker_app(
+    settings: Settings, store: Store, live: LiveHub | None = None, alert_clock: Callable[[], float] = time.time
+) -> tuple[faust.App, StoreSink]:
+    """The worker's Faust app, not yet started, and the sink its spans agent writes through.
+    `alert_clock` is the time the alert evaluator ticks at (tests drive it through whole minutes)."""
     app = _faust_app(settings)
     sink = StoreSink(store)
     spans.register(app, settings, sink, PolicyCache(store, settings), live)
     rollups.register(app, settings, store)
+    alerts.register(app, settings, store, alert_clock)
     webhooks.register(app, settings, store)
     return app, sink

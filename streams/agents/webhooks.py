@@ -1,9 +1,9 @@
 """Webhook delivery: the events topic → the outbox → signed POSTs, durable across crashes.
 
 1. The fan-out agent reads each Notification from the events topic, finds the tenant's enabled
-   endpoints subscribed to the event's type (a `webhook.test` event goes to its own endpoint only),
-   inserts one outbox row per (event, endpoint) that has none yet, and only then acknowledges the
-   message. A replayed event finds its rows and inserts nothing; even if two fan-outs race, a new
+   endpoints subscribed to the event's type (of those, an alert goes to the ones its rule names,
+   if it names any; a `webhook.test` event to its own endpoint only), inserts one outbox row per
+   (event, endpoint) that has none yet, and only then acknowledges the message. A replayed event finds its rows and inserts nothing; even if two fan-outs race, a new
    row has version 0 and cannot replace a row that was attempted (schemas/webhook_rows.py).
 2. The delivery loop (a leader timer, every LLMSCOPE_WEBHOOK_POLL_SECONDS) takes the due pending
    rows and starts one task per row, at most LLMSCOPE_WEBHOOK_CONCURRENCY in flight and
@@ -33,7 +33,8 @@ from faust.types import StreamT
 
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from schemas.alert_events import WebhookTestEvent, parse_event
+from schemas.alert_events import AlertFiringEvent, AlertResolvedEvent, WebhookTestEvent, parse_event
+from schemas.alert_rows import read_rule
 from schemas.messages import MalformedMessage
 from schemas.notifications import Notification
 from schemas.webhook_rows import (
@@ -63,7 +64,7 @@ def _now() -> datetime:
 def fan_out(store: Store, note: Notification) -> list[Delivery]:
     """Outbox rows for the endpoints that receive the event and have none for it yet (the new ones)."""
     event = note.event
-    endpoints = [e for e in read_endpoints(store, note.tenant_id) if e.receives(event.type)]
+    endpoints = [e for e in read_endpoints(store, note.tenant_id) if e.receives(event.type, _named(store, note))]
     if isinstance(event, WebhookTestEvent):
         endpoints = [e for e in endpoints if e.id == event.data.endpoint_id]
     have = existing_deliveries(store, note.tenant_id, event.id, [e.id for e in endpoints])
@@ -71,6 +72,16 @@ def fan_out(store: Store, note: Notification) -> list[Delivery]:
     new = [Delivery.new(note.tenant_id, e.id, event, now, render(event, e.format)) for e in endpoints if e.id not in have]
     insert_new_deliveries(store, new)
     return new
+
+
+def _named(store: Store, note: Notification) -> list[str] | None:
+    """The endpoints an alert's rule names (None: every subscribed endpoint). A deleted rule's body
+    is still read: the resolve it causes goes where its fire went."""
+    event = note.event
+    if not isinstance(event, AlertFiringEvent | AlertResolvedEvent):
+        return None
+    rule = read_rule(store, note.tenant_id, event.data.rule.id, include_deleted=True)
+    return None if rule is None else rule.webhook_ids
 
 
 class DeliveryLoop:

@@ -30,6 +30,7 @@ def keys(store: Store) -> dict[str, dict[str, str]]:
     return {
         "a": bearer(store, "hooks-a", "admin", "read"),
         "a_read": bearer(store, "hooks-a", "read"),
+        "a_alerts": bearer(store, "hooks-a", "alerts"),
         "b": bearer(store, "hooks-b", "admin", "read"),
     }
 
@@ -180,3 +181,12 @@ async def test_another_tenant_can_neither_see_nor_touch_an_endpoint(lan_api, key
     assert still["enabled"] is True and still["updated_at"] == made["updated_at"]  # b's attempts changed nothing
     deliveries = await lan_api.get(f"{path}/deliveries", headers=keys["a"])
     assert deliveries.json()["data"] == []  # b's test request put nothing in a's outbox
+
+
+async def test_an_alerts_key_manages_endpoints_without_admin(lan_api, keys) -> None:
+    made = await _create(lan_api, keys["a_alerts"])
+    path = f"/api/v1/webhooks/{made['id']}"
+    assert (await lan_api.patch(path, json={"description": "on call"}, headers=keys["a_alerts"])).status_code == 200
+    assert (await lan_api.post(f"{path}/test", headers=keys["a_alerts"])).status_code == 202
+    assert (await lan_api.post(f"{path}/rotate-secret", headers=keys["a_alerts"])).status_code == 200
+    assert (await lan_api.delete(path, headers=keys["a_alerts"])).status_code == 200

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -17,9 +17,12 @@ from aiokafka import AIOKafkaProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.alert_events import AnomalyData, AnomalyOpenedEvent, event_id
+from schemas.alert_rows import write_rule
+from schemas.alerts import AlertRule, AlertRuleCreate
 from schemas.notifications import Notification
 from schemas.webhook_rows import read_deliveries
 from streams.agents.webhooks import fan_out
+from streams.alerting import RuleState, alert_event
 from tests.conftest import bearer, query_client, running_worker
 from tests.reliability.conftest import private_settings
 from tests.waiting import eventually
@@ -198,3 +201,27 @@ async def test_a_slow_receiver_holds_up_no_other_endpoint(api, tenant) -> None:
     assert all(d["attempt_count"] == 0 and d["status"] == "pending" for d in waiting)  # still in its first attempt
     assert len(slow.received) <= 2  # at most LLMSCOPE_WEBHOOK_ENDPOINT_CONCURRENCY in flight to one endpoint
     assert len(fast.received) == 1
+
+
+async def test_an_alert_goes_only_to_the_endpoints_its_rule_names_also_once_the_rule_is_deleted(
+        api, tenant, producer, hooks_settings, store) -> None:
+    name, headers = tenant
+    with serve_receiver([]) as named, serve_receiver([]) as other:
+        chosen = await _endpoint(api, headers, named)
+        await _endpoint(api, headers, other)
+        now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        rule = AlertRule.create(AlertRuleCreate.model_validate({
+            "name": "Errors", "webhook_ids": [chosen["id"]],
+            "condition": {"kind": "threshold", "metric": "errors", "comparison": ">", "value": 0, "window": "5m"}}), now)
+        write_rule(store, name, rule)
+        state = RuleState(rule.id)
+        (fired,) = state.evaluate(rule, now, {"": 3.0})
+        await _publish(producer, hooks_settings, Notification(name, alert_event(rule, fired)))
+        await _settled(api, headers, chosen["id"])
+        write_rule(store, name, rule, deleted=True)
+        (resolved,) = state.close_all(now + timedelta(minutes=1), "rule_deleted")
+        await _publish(producer, hooks_settings, Notification(name, alert_event(rule, resolved)))
+        await _settled(api, headers, chosen["id"], count=2)
+    assert [r.verified["type"] for r in named.received] == ["alert.firing", "alert.resolved"]
+    assert other.received == []
+    assert fan_out(store, Notification(name, _anomaly())) != []  # events of no rule still go everywhere
