@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -27,15 +28,30 @@ REQUEST_ID_HEADER = "x-request-id"
 
 log = logging.getLogger(__name__)
 
+# The request being served, for log lines (tasks started while serving it inherit it).
+current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
 
 class RequestIdMiddleware(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         request.state.request_id = rid
-        response = await call_next(request)
+        token = current_request_id.set(rid)
+        try:
+            response = await call_next(request)
+        finally:
+            current_request_id.reset(token)
         response.headers[REQUEST_ID_HEADER] = rid
         return response
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Gives every log record a `request_id`: the request it was logged while serving, else '-'."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id.get()
+        return True
 
 
 def request_id(request: Request) -> str:
@@ -152,6 +168,7 @@ async def authenticate(request: Request, resolver: KeyResolver, scope: str, *alt
     """The caller's principal, if its key holds `scope` or one of the alternatives."""
     key = extract_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
     principal = await resolver.resolve(key, request.client.host if request.client else "")
+    request.state.principal = principal  # for the audit log (llmscope/audit.py), also when the scope is missing
     principal.require(scope, *alternatives)
     return principal
 
