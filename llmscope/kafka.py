@@ -24,7 +24,7 @@ async def ensure_topics(settings: Settings) -> None:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication)
-            for name in (settings.ingest_topic, settings.deadletter_topic)
+            for name in (settings.ingest_topic, settings.deadletter_topic, settings.events_topic)
             if name not in existing
         ]
         if wanted:
@@ -112,7 +112,8 @@ class IngestProducer:
 
 
 async def consumer_lag(settings: Settings, group: str) -> int:
-    """Messages in the ingest topic not yet committed by `group` (all partitions)."""
+    """Messages in the ingest and events topics not yet committed by `group` (all partitions): what
+    a stopping `up` must let its worker finish, since its broker forgets them."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
@@ -121,8 +122,8 @@ async def consumer_lag(settings: Settings, group: str) -> int:
     await consumer.start()
     try:
         await consumer.topics()  # loads metadata for every topic
-        partitions = consumer.partitions_for_topic(settings.ingest_topic) or set()
-        tps = [TopicPartition(settings.ingest_topic, p) for p in partitions]
+        tps = [TopicPartition(topic, p) for topic in (settings.ingest_topic, settings.events_topic)
+               for p in consumer.partitions_for_topic(topic) or set()]
         ends = await consumer.end_offsets(tps)
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
         return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)) for tp in tps)
