@@ -114,6 +114,11 @@ class Readiness(BaseModel):
 
     status: Literal["ready", "unavailable"]
     checks: dict[str, bool] = Field(description="Each dependency: whether it answered just now.")
+    errors: dict[str, str] = Field(default_factory=dict, description="Why a failing check fails, where known.")
+
+
+class CheckFailed(Exception):
+    """Raised by a readiness check that knows why it fails; the message goes into `errors`."""
 
 
 Check = Callable[[], Awaitable[bool]]
@@ -140,9 +145,16 @@ def install_health(
         responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "A dependency does not answer."}},
     )
     async def ready() -> JSONResponse:
-        results = {name: await check() for name, check in checks.items()}
+        results, errors = {}, {}
+        for name, check in checks.items():
+            try:
+                results[name] = await check()
+            except CheckFailed as exc:
+                results[name], errors[name] = False, str(exc)
         ok = all(results.values())
         body: dict[str, Any] = {"status": "ready" if ok else "unavailable", "checks": results}
+        if errors:
+            body["errors"] = errors
         if ok and extra is not None:
             body.update(await extra())
         return JSONResponse(body, status_code=200 if ok else 503)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from llmscope.errors import Unavailable
+from llmscope.metrics import CONSUMER_LAG, KAFKA_PRODUCE_SECONDS
 from llmscope.settings import Settings
 from schemas.messages import IngestMessage
 
@@ -80,6 +82,7 @@ class IngestProducer:
         if self._producer is None:
             await self.connect()
         assert self._producer is not None
+        start = time.perf_counter()
         try:
             if self._check_topics:
                 await asyncio.wait_for(ensure_topics(self._settings), self._settings.produce_timeout_seconds)
@@ -89,9 +92,11 @@ class IngestProducer:
             )
             await asyncio.wait_for(future, self._settings.produce_timeout_seconds)
         except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            KAFKA_PRODUCE_SECONDS.labels("failed").observe(time.perf_counter() - start)
             self._check_topics = True
             log.warning("produce failed: %r", exc)
             raise Unavailable("the message broker did not acknowledge the write; retry later") from None
+        KAFKA_PRODUCE_SECONDS.labels("ok").observe(time.perf_counter() - start)
 
     async def reachable(self) -> bool:
         """Whether the broker answers a metadata request now (for readiness)."""
@@ -113,6 +118,11 @@ class IngestProducer:
 
 async def consumer_lag(settings: Settings, group: str) -> int:
     """Messages in the ingest topic not yet committed by `group` (all partitions)."""
+    return sum((await partition_lag(settings, group)).values())
+
+
+async def partition_lag(settings: Settings, group: str) -> dict[int, int]:
+    """Partition of the ingest topic -> messages in it not yet committed by `group`."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
@@ -125,7 +135,24 @@ async def consumer_lag(settings: Settings, group: str) -> int:
         tps = [TopicPartition(settings.ingest_topic, p) for p in partitions]
         ends = await consumer.end_offsets(tps)
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-        return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)) for tp in tps)
+        return {
+            tp.partition: max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
+            for tp in tps
+        }
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def watch_consumer_lag(settings: Settings) -> None:
+    """Keep the consumer-lag gauge current (until cancelled). Measured by the worker rather than at
+    scrape time, so `up` shows it on any of its /metrics; every replica reports the whole group's
+    lag, so dashboards take the max over replicas."""
+    while True:
+        try:
+            lags = await asyncio.wait_for(partition_lag(settings, settings.worker_name), settings.consumer_lag_interval_seconds)
+            for partition, lag in lags.items():
+                CONSUMER_LAG.labels(settings.ingest_topic, str(partition)).set(lag)
+        except Exception as exc:  # only a measurement: it never stops the worker
+            log.warning("cannot measure consumer lag: %r", exc)
+        await asyncio.sleep(settings.consumer_lag_interval_seconds)

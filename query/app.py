@@ -11,6 +11,7 @@ from llmscope.auth import KeyResolver
 from llmscope.docs import install_docs
 from llmscope.http import ERROR_RESPONSES, RequestIdMiddleware, install_error_handlers, install_health, store_answers
 from llmscope.live import LiveHub
+from llmscope.metrics import install_metrics
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
 from query import alert_rules, alerts, deadletters, metrics, pii_settings, prices, stream, traces, whoami
@@ -22,6 +23,7 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver, li
     """`live` is the hub the worker publishes stored spans to (in process for `up`, Redis otherwise)."""
     app = FastAPI(title="LLMScope query API", version="0.1.0", docs_url=None)
     app.add_middleware(RequestIdMiddleware)
+    install_metrics(app, "query")
     app.state.store = store
     app.state.resolver = resolver
     app.state.settings = settings
