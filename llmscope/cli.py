@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
+from llmscope.logs import configure_logging
 from llmscope.settings import Settings, SettingsError, load_settings
 
 
@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"llmscope: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format, args.role)
     from llmscope import roles
 
     if args.role == "migrate":

@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from llmscope.auth import KeyResolver, Principal, extract_key
 from llmscope.errors import LLMScopeError
+from llmscope.logs import request_id_var, tenant_var
 from llmscope.storage import Store
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -33,7 +34,11 @@ class RequestIdMiddleware(BaseHTTPMiddleware):
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         request.state.request_id = rid
-        response = await call_next(request)
+        token = request_id_var.set(rid)  # on every log line the request causes (llmscope/logs.py)
+        try:
+            response = await call_next(request)
+        finally:
+            request_id_var.reset(token)
         response.headers[REQUEST_ID_HEADER] = rid
         return response
 
@@ -97,7 +102,8 @@ def install_error_handlers(app: FastAPI, wire_formats: Mapping[str, ErrorEncoder
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s (request id %s)", request.url.path, request_id(request))
+        rid = request_id(request)  # outside the middleware that set it for the request's other lines
+        log.exception("unhandled error on %s (request id %s)", request.url.path, rid, extra={"request_id": rid})
         return answer(request, 500, "internal", "internal error; quote the request id when reporting it")
 
 
@@ -164,6 +170,7 @@ async def authenticate(request: Request, resolver: KeyResolver, scope: str, *alt
     """The caller's principal, if its key holds `scope` or one of the alternatives."""
     key = extract_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
     principal = await resolver.resolve(key, request.client.host if request.client else "")
+    tenant_var.set(principal.tenant_id)  # the rest of the request's log lines name its tenant
     principal.require(scope, *alternatives)
     return principal
 
@@ -206,5 +213,6 @@ class Server(uvicorn.Server):
 
 
 def make_server(app: FastAPI, host: str, port: int) -> Server:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    # log_config=None: uvicorn's lines go through our handler (JSON or text, secrets masked).
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", log_config=None)
     return Server(config)

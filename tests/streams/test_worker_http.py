@@ -4,6 +4,7 @@ turns 503 with the store's error while the sink's writes fail, and back once the
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -68,6 +69,9 @@ async def test_worker_role_serves_health_and_metrics_that_move_with_traffic(tmp_
         await producer.close()
         assert await asyncio.to_thread(worker.stop) == 0
         worker.kill_group()
+    # Not a terminal: its log lines are JSON objects, naming the role.
+    lines = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines() if line.startswith("{")]
+    assert any(rec["role"] == "worker" and "consuming" in rec["message"] for rec in lines), lines[:5]
 
 
 async def _lag_drained(base: str, s: Settings) -> list[tuple[str, float]] | None:
