@@ -9,11 +9,10 @@ import re
 
 import pytest
 import yaml
-from prometheus_client import REGISTRY
 
 from dashboards.build import DASHBOARDS, DATASOURCE, OUT, PROMETHEUS, render
-from llmscope import metrics  # noqa: F401  (registers every metric of the roles)
 from llmscope.storage import Store
+from tests.prometheus import exported_names
 
 
 def _expand(sql: str, start: int, end: int) -> str:
@@ -49,20 +48,9 @@ def test_every_panel_query_runs_on_the_engine(name: str, panel: dict, store: Sto
         store.query(sql)  # raises on any SQL error
 
 
-def _exported_names() -> set[str]:
-    """Every sample name the roles' /metrics can carry (a counter's _total, a histogram's parts)."""
-    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
-    return {
-        family.name + suffix
-        for family in REGISTRY.collect()
-        if family.name.startswith("llmscope_")
-        for suffix in suffixes.get(family.type, [""])
-    }
-
-
 @pytest.mark.parametrize(("name", "panel"), _panels(PROMETHEUS), ids=lambda v: v if isinstance(v, str) else v["title"])
 def test_every_promql_panel_asks_for_exported_metrics_and_scraped_jobs(name: str, panel: dict) -> None:
-    exported = _exported_names()
+    exported = exported_names()
     scrape = yaml.safe_load((OUT.parent / "prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"] for job in scrape["scrape_configs"]}
     for target in panel["targets"]:
