@@ -144,15 +144,8 @@ async def partition_lag(settings: Settings, group: str) -> dict[int, int]:
         await admin.close()
 
 
-async def watch_consumer_lag(settings: Settings) -> None:
-    """Keep the consumer-lag gauge current (until cancelled). Measured by the worker rather than at
-    scrape time, so `up` shows it on any of its /metrics; every replica reports the whole group's
-    lag, so dashboards take the max over replicas."""
-    while True:
-        try:
-            lags = await asyncio.wait_for(partition_lag(settings, settings.worker_name), settings.consumer_lag_interval_seconds)
-            for partition, lag in lags.items():
-                CONSUMER_LAG.labels(settings.ingest_topic, str(partition)).set(lag)
-        except Exception as exc:  # only a measurement: it never stops the worker
-            log.warning("cannot measure consumer lag: %r", exc)
-        await asyncio.sleep(settings.consumer_lag_interval_seconds)
+async def refresh_consumer_lag(settings: Settings) -> None:
+    """Set the consumer-lag gauge of every partition of the ingest topic. Every worker replica
+    reports the whole group's lag, so dashboards take the max over replicas."""
+    for partition, lag in (await partition_lag(settings, settings.worker_name)).items():
+        CONSUMER_LAG.labels(settings.ingest_topic, str(partition)).set(lag)

@@ -9,7 +9,11 @@ fixed however many tenants, keys or traces there are (per-tenant numbers live in
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import Awaitable, Callable, Iterator
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
@@ -60,11 +64,35 @@ CACHE_REQUESTS = Counter(
     "llmscope_query_cache_requests", "Analytics cache look-ups: hit, miss, or error (Redis failed; computed instead).", ["result"]
 )
 
+log = logging.getLogger(__name__)
+
 UNMATCHED = "<unmatched>"
 OTHER = "<other>"  # mounted apps (the console's static files)
 
 
-def render() -> Response:
+# Gauges that cost a round trip to measure (consumer lag) are measured when scraped, not on a
+# timer: an idle process then does no work for them, and what a scrape shows is current.
+Refresh = Callable[[], Awaitable[None]]
+_on_scrape: list[Refresh] = []
+REFRESH_TIMEOUT_SECONDS = 3.0  # well inside Prometheus's default 10 s scrape timeout
+
+
+@contextlib.contextmanager
+def refreshed_on_scrape(refresh: Refresh) -> Iterator[None]:
+    """While the block runs, every /metrics of this process first awaits `refresh`."""
+    _on_scrape.append(refresh)
+    try:
+        yield
+    finally:
+        _on_scrape.remove(refresh)
+
+
+async def render() -> Response:
+    for refresh in list(_on_scrape):
+        try:
+            await asyncio.wait_for(refresh(), REFRESH_TIMEOUT_SECONDS)
+        except Exception as exc:  # a gauge left as last measured; the scrape still answers
+            log.warning("cannot refresh a metric for this scrape: %r", exc)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -15,8 +15,9 @@ from ingest.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from llmscope.auth import KeyResolver, create_key
 from llmscope.broker import EmbeddedBroker
 from llmscope.http import Server, make_server
-from llmscope.kafka import IngestProducer, consumer_lag, ensure_topics, watch_consumer_lag
+from llmscope.kafka import IngestProducer, consumer_lag, ensure_topics, refresh_consumer_lag
 from llmscope.live import LiveHub, make_hub
+from llmscope.metrics import refreshed_on_scrape
 from llmscope.settings import Settings
 from llmscope.storage import Store, open_store
 from llmscope.storage.migrate import apply_migrations
@@ -125,10 +126,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     servers = [make_server(create_worker_http_app(sink), settings.worker_host, settings.worker_port)]
     tasks = await _serve(servers)
     await app.start()
-    lag = asyncio.create_task(watch_consumer_lag(settings))
     log.info("worker %s consuming %s; metrics and health on port %d", settings.worker_name, settings.ingest_topic, settings.worker_port)
-    await stop.wait()
-    lag.cancel()
+    with refreshed_on_scrape(lambda: refresh_consumer_lag(settings)):
+        await stop.wait()
     await app.stop()
     await _stop_servers(servers, tasks)
     if live is not None:
@@ -205,7 +205,7 @@ async def run_up(
         await worker.start()
         exits.push_async_callback(worker.stop)
         # The worker's metrics are in this process's registry: ingest's and query's /metrics serve them.
-        exits.callback(asyncio.create_task(watch_consumer_lag(settings)).cancel)
+        exits.enter_context(refreshed_on_scrape(lambda: refresh_consumer_lag(settings)))
 
         producer = IngestProducer(settings)
         await producer.connect()

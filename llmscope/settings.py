@@ -115,7 +115,6 @@ class Settings(BaseSettings):
     # --- observability (llmscope/metrics.py, llmscope/logs.py) ---
     worker_host: str = "0.0.0.0"
     worker_port: int = Field(9464, ge=0, le=65535, description="The worker's /metrics, /health and /ready.")
-    consumer_lag_interval_seconds: PositiveFloat = Field(10.0, description="How often the worker measures consumer lag.")
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="Log lines on stdout: JSON objects, or text; auto = text on a terminal, else JSON."
     )

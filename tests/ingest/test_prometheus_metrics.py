@@ -7,6 +7,7 @@ import time
 import httpx
 
 from ingest.ratelimit import LocalRateLimiter
+from llmscope.metrics import refreshed_on_scrape
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from tests.ingest.conftest import make_client
@@ -65,3 +66,18 @@ async def test_unknown_paths_share_one_label_rather_than_one_each(ingest) -> Non
     text = await _metrics(ingest)
     assert "/no/such/path" not in text
     assert value(text, "llmscope_http_request_duration_seconds_count", app="ingest", route="<unmatched>", status="404") >= 3
+
+
+async def test_a_measurement_that_fails_at_scrape_time_leaves_the_scrape_answering(ingest) -> None:
+    calls = []
+
+    async def broken() -> None:
+        calls.append(1)
+        raise ConnectionError("broker unreachable")
+
+    with refreshed_on_scrape(broken):
+        r = await ingest.get("/metrics")
+    assert r.status_code == 200 and calls == [1]
+    assert value(r.text, "llmscope_spans_accepted_total") >= 0
+    await ingest.get("/metrics")
+    assert calls == [1]  # refreshed only while registered
