@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+from llmscope.broker import free_port
 from llmscope.settings import Settings
 
 # Every process a test session starts inherits this variable (subprocesses copy the environment),
@@ -102,6 +103,9 @@ class Worker:
             "LLMSCOPE_WORKER_NAME": settings.worker_name,
             "LLMSCOPE_TOPIC_PARTITIONS": str(settings.topic_partitions),
             "LLMSCOPE_SINK_BATCH_SECONDS": "0.2",
+            # Its /metrics and /ready on a port of its own: test runs side by side must not collide.
+            "LLMSCOPE_WORKER_HOST": "127.0.0.1",
+            "LLMSCOPE_WORKER_PORT": str(free_port()),
             **{f"LLMSCOPE_{name.upper()}": value for name, value in extra.items()},
         }
         self.log = log

@@ -36,7 +36,7 @@ async def test_worker_role_serves_health_and_metrics_that_move_with_traffic(tmp_
     s = private_settings(settings, "observe", data_dir=tmp_path)
     await ensure_topics(s)
     port = free_port()
-    worker = Worker(s, tmp_path / "worker.log", worker_host="127.0.0.1", worker_port=str(port))
+    worker = Worker(s, tmp_path / "worker.log", worker_port=str(port))
     assert await asyncio.to_thread(worker.run("migrate").wait) == 0
     worker.start()
     base = f"http://127.0.0.1:{port}"
