@@ -1,5 +1,6 @@
-"""The worker role's own HTTP server: /metrics that move as it stores spans, /health, and /ready that
-turns 503 with the store's error while the sink's writes fail, and back once they land."""
+"""The worker role's own HTTP server: /metrics that move as it stores spans and parks dead letters,
+/health, and /ready that turns 503 with the store's error while the sink's writes fail, and back
+once they land."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from llmscope.broker import free_port
 from llmscope.http import make_server
@@ -134,3 +136,20 @@ async def test_ready_is_503_with_the_error_while_the_store_fails_and_200_again_a
     finally:
         await client.aclose()
         await producer.close()
+
+
+async def test_a_poison_message_is_counted_as_a_dead_letter(faulty_worker) -> None:
+    s, _, base = faulty_worker
+    before = (await _get(f"{base}/metrics")).text  # type: ignore[union-attr]
+    raw = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers, acks="all")
+    await raw.start()
+    try:
+        await raw.send_and_wait(s.ingest_topic, b"no headers, not a message of ours")
+    finally:
+        await raw.stop()
+
+    async def counted() -> bool:
+        text = (await _get(f"{base}/metrics")).text  # type: ignore[union-attr]
+        return value(text, "llmscope_dead_letters_total", kind="message") - value(before, "llmscope_dead_letters_total", kind="message") == 1
+
+    await eventually(counted, timeout=60)
