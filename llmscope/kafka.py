@@ -127,9 +127,9 @@ async def partition_lag(settings: Settings, group: str) -> dict[int, int]:
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
+    try:  # started inside: a measurement cancelled by its timeout (broker down) still closes both
+        await admin.start()
+        await consumer.start()
         await consumer.topics()  # loads metadata for every topic
         partitions = consumer.partitions_for_topic(settings.ingest_topic) or set()
         tps = [TopicPartition(settings.ingest_topic, p) for p in partitions]

@@ -20,6 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger(__name__)
+
 _SIZES = (1, 5, 10, 50, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000)
 
 # ingest
@@ -63,8 +65,6 @@ WEBHOOK_DELIVERIES = Counter("llmscope_webhook_deliveries", "Webhook delivery at
 CACHE_REQUESTS = Counter(
     "llmscope_query_cache_requests", "Analytics cache look-ups: hit, miss, or error (Redis failed; computed instead).", ["result"]
 )
-
-log = logging.getLogger(__name__)
 
 UNMATCHED = "<unmatched>"
 OTHER = "<other>"  # mounted apps (the console's static files)
