@@ -4,8 +4,10 @@ Plain classic dashboard JSON (loads through file provisioning in Grafana 9-13) r
 builder library: grafana-foundation-sdk needs an exact epoch!version pin per Grafana release and
 grafanalib is unmaintained, while the JSON model is small and stable. The LLM dashboards query
 ClickHouse through the official datasource (uid below) and reuse the rollup SQL of
-schemas/rollup.py, so Grafana and the query API compute the same percentiles. The pipeline's own
-health comes from Prometheus, which scrapes every role's /metrics (llmscope/metrics.py).
+schemas/rollup.py, so Grafana and the query API compute the same percentiles, and count what the
+API counts: model calls (schemas/operations.py), not the agent and tool spans around them. The
+pipeline's own health comes from Prometheus, which scrapes every role's /metrics
+(llmscope/metrics.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from schemas.operations import model_call_sql
 from schemas.rollup import quantile_sql
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "llmscope-clickhouse"}
@@ -22,6 +25,8 @@ OUT = Path(__file__).resolve().parent / "json"
 MINUTES = "llmscope.rollup_minute FINAL"
 SPANS = "llmscope.spans FINAL"
 TENANT = "tenant_id IN (${tenant:singlequote})"
+MODEL_CALLS = model_call_sql()
+COST = "toFloat64(sum(toDecimal256(cost_usd, 12)))"  # a Decimal(38, 12) sum would wrap (schemas/rollup.py)
 
 
 def _target(sql: str, fmt: int) -> dict[str, Any]:
@@ -43,12 +48,12 @@ def _panel(pid: int, title: str, kind: str, sql: str, pos: tuple[int, int, int, 
 
 
 def overview() -> dict[str, Any]:
-    per_minute = f"FROM {MINUTES} WHERE {TENANT} AND $__timeFilter(minute)"
+    per_minute = f"FROM {MINUTES} WHERE {TENANT} AND $__timeFilter(minute) AND {MODEL_CALLS}"
     p95 = quantile_sql("sumMap(latency_hist)", 0.95)
     panels = [
-        _panel(1, "Requests", "stat", f"SELECT sum(requests) AS requests {per_minute}", (0, 0, 6, 4)),
+        _panel(1, "Requests (model calls)", "stat", f"SELECT sum(requests) AS requests {per_minute}", (0, 0, 6, 4)),
         _panel(2, "Error rate", "stat", f"SELECT sum(errors) / greatest(sum(requests), 1) AS error_rate {per_minute}", (6, 0, 6, 4), "percentunit"),
-        _panel(3, "Cost", "stat", f"SELECT toFloat64(sum(cost_usd)) AS cost_usd {per_minute}", (12, 0, 6, 4), "currencyUSD"),
+        _panel(3, "Cost", "stat", f"SELECT {COST} AS cost_usd {per_minute}", (12, 0, 6, 4), "currencyUSD"),
         _panel(4, "Latency p95", "stat", f"SELECT {p95} AS p95_ms {per_minute}", (18, 0, 6, 4), "ms"),
         _panel(
             5, "Requests and errors per interval", "timeseries",
@@ -58,7 +63,7 @@ def overview() -> dict[str, Any]:
         ),
         _panel(
             6, "Cost by model", "timeseries",
-            f"SELECT $__timeInterval(minute) AS time, model, toFloat64(sum(cost_usd)) AS cost_usd {per_minute} "
+            f"SELECT $__timeInterval(minute) AS time, model, {COST} AS cost_usd {per_minute} "
             "GROUP BY time, model ORDER BY time",
             (12, 4, 12, 8), "currencyUSD",
         ),
@@ -76,8 +81,8 @@ def overview() -> dict[str, Any]:
         ),
         _panel(
             9, "Top users by cost", "table",
-            f"SELECT user_id, count() AS requests, toFloat64(sum(cost_usd)) AS cost_usd FROM {SPANS} "
-            f"WHERE {TENANT} AND $__timeFilter(start_time) AND user_id != '' GROUP BY user_id ORDER BY cost_usd DESC LIMIT 20",
+            f"SELECT user_id, count() AS requests, {COST} AS cost_usd FROM {SPANS} "
+            f"WHERE {TENANT} AND $__timeFilter(start_time) AND {MODEL_CALLS} AND user_id != '' GROUP BY user_id ORDER BY cost_usd DESC LIMIT 20",
             (0, 20, 12, 8),
         ),
         _panel(
@@ -95,7 +100,7 @@ def overview() -> dict[str, Any]:
         _panel(
             12, "Models without a known price", "table",
             f"SELECT provider, model, count() AS spans FROM {SPANS} WHERE {TENANT} AND $__timeFilter(start_time) "
-            "AND cost_usd IS NULL AND model != '' AND (input_tokens + output_tokens) > 0 GROUP BY provider, model ORDER BY spans DESC",
+            "AND cost_usd IS NULL AND model != '' AND usage_reported = 1 GROUP BY provider, model ORDER BY spans DESC",
             (12, 28, 12, 7),
         ),
     ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+from llmscope import admin_client
 from llmscope.logs import configure_logging
 from llmscope.settings import Settings, SettingsError, load_settings
 
@@ -27,11 +29,22 @@ def _parser() -> argparse.ArgumentParser:
     roles.add_parser("worker", help="the Faust stream agents")
     roles.add_parser("query", help="query API")
     roles.add_parser("migrate", help="apply ClickHouse schema migrations, then exit")
-    keys = roles.add_parser("create-key", help="create a tenant API key and print it once")
+    keys = roles.add_parser(
+        "create-key", help="create a tenant API key and print it once (straight into the store: the way to make a superadmin key)"
+    )
     keys.add_argument("--tenant", required=True)
     keys.add_argument("--name", default="")
-    keys.add_argument("--scopes", "--scope", default="ingest,read", help="comma-separated: ingest, read, admin, alerts")
+    keys.add_argument(
+        "--scopes", "--scope", default="ingest,read", help="comma-separated: ingest, read, admin, alerts, superadmin"
+    )
+    keys.add_argument("--expires-at", type=_utc_time, help="RFC 3339 time the key stops working (UTC if no offset)")
+    admin_client.add_commands(roles)
     return parser
+
+
+def _utc_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -58,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"llmscope: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format, args.role)
+    # The client commands print their answer on stdout; their log lines must not mix into it.
+    client = args.role in ("create-key", "tenants", "keys")
+    configure_logging(settings.log_level, settings.log_format, args.role, sys.stderr if client else sys.stdout)
     from llmscope import roles
 
     if args.role == "migrate":
@@ -71,10 +86,16 @@ def main(argv: list[str] | None = None) -> int:
 
         store = open_store(settings)
         try:
-            print(create_key(store, args.tenant, args.name, {s.strip() for s in args.scopes.split(",") if s.strip()}))
+            scopes = {s.strip() for s in args.scopes.split(",") if s.strip()}
+            print(create_key(store, args.tenant, args.name, scopes, args.expires_at))
+        except ValueError as exc:
+            print(f"llmscope: {exc}", file=sys.stderr)
+            return 2
         finally:
             store.close()
         return 0
+    if args.role in ("tenants", "keys"):
+        return admin_client.run(args, settings)
     if args.role == "up":
         asyncio.run(roles.run_up(settings, admin_key=args.admin_key))
         return 0

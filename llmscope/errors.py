@@ -29,6 +29,10 @@ class NotFound(LLMScopeError):
     status, code = 404, "not_found"
 
 
+class Conflict(LLMScopeError):
+    status, code = 409, "conflict"
+
+
 class PayloadTooLarge(LLMScopeError):
     status, code = 413, "payload_too_large"
 

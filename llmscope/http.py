@@ -28,7 +28,6 @@ REQUEST_ID_HEADER = "x-request-id"
 
 log = logging.getLogger(__name__)
 
-
 class RequestIdMiddleware(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
@@ -171,6 +170,7 @@ async def authenticate(request: Request, resolver: KeyResolver, scope: str, *alt
     key = extract_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
     principal = await resolver.resolve(key, request.client.host if request.client else "")
     tenant_var.set(principal.tenant_id)  # the rest of the request's log lines name its tenant
+    request.state.principal = principal  # for the audit log (llmscope/audit.py), also when the scope is missing
     principal.require(scope, *alternatives)
     return principal
 

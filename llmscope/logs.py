@@ -40,7 +40,7 @@ def redact(text: str) -> str:
     return text
 
 
-class _Context(logging.Filter):
+class ContextFilter(logging.Filter):
     """Adds the request id, tenant and role to every record (an explicit `extra=` wins)."""
 
     def __init__(self, role: str) -> None:
@@ -86,14 +86,18 @@ class TextLines(logging.Formatter):
 def log_handler(stream: TextIO, as_json: bool, role: str) -> logging.Handler:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonLines() if as_json else TextLines())
-    handler.addFilter(_Context(role))
+    handler.addFilter(ContextFilter(role))
     return handler
 
 
-def configure_logging(level: str, log_format: Literal["auto", "json", "text"], role: str) -> None:
-    """Root logging for a role's process: one handler on stdout; `auto` is text on a terminal."""
-    as_json = log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
-    handler = log_handler(sys.stdout, as_json, role)
+def configure_logging(
+    level: str, log_format: Literal["auto", "json", "text"], role: str, stream: TextIO | None = None
+) -> None:
+    """Root logging for a role's process: one handler on `stream` (stdout by default); `auto` is
+    text on a terminal."""
+    stream = stream or sys.stdout
+    as_json = log_format == "json" or (log_format == "auto" and not stream.isatty())
+    handler = log_handler(stream, as_json, role)
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)

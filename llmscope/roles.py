@@ -13,9 +13,11 @@ from pathlib import Path
 from ingest.app import create_ingest_app
 from ingest.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from llmscope.auth import KeyResolver, create_key
+from llmscope.batched_writer import BatchedWriter
 from llmscope.broker import EmbeddedBroker
 from llmscope.http import Server, make_server
 from llmscope.kafka import IngestProducer, consumer_lag, ensure_topics, refresh_consumer_lag
+from llmscope.key_invalidation import KeyInvalidation
 from llmscope.live import LiveHub, make_hub
 from llmscope.metrics import refreshed_on_scrape
 from llmscope.settings import Settings
@@ -29,7 +31,8 @@ log = logging.getLogger("llmscope")
 
 DEV_TENANT = "dev"
 DEV_SCOPES = {"ingest", "read"}
-ADMIN_SCOPES = {"ingest", "read", "admin"}
+# `up` serves one person: its admin key manages every tenant (and so `llmscope tenants` works against it).
+ADMIN_SCOPES = {"ingest", "read", "admin", "superadmin"}
 # The drain gives up only when the backlog stops shrinking for this long (the store is down).
 DRAIN_STALL_SECONDS = 30.0
 
@@ -66,6 +69,21 @@ def _limiter(settings: Settings) -> RateLimiter:
     return LocalRateLimiter(*args)
 
 
+def _resolver(settings: Settings, store: Store) -> KeyResolver:
+    return KeyResolver(store, settings.api_key_cache_seconds, settings.api_key_last_used_flush_seconds)
+
+
+def _invalidation(settings: Settings, resolver: KeyResolver) -> KeyInvalidation:
+    """Revocations from any replica reach this process's resolver (through Redis when configured)."""
+    invalidation = KeyInvalidation(resolver, settings.redis_url, settings.key_invalidation_channel)
+    invalidation.start()
+    return invalidation
+
+
+def _audit(settings: Settings, store: Store) -> BatchedWriter:
+    return BatchedWriter(store, "audit_log", settings.audit_flush_seconds, settings.audit_buffer_rows)
+
+
 async def _serve(servers: list[Server]) -> list[asyncio.Task[None]]:
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     while not all(s.started for s in servers):
@@ -92,7 +110,8 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
         await producer.connect()
     except Exception as exc:  # start anyway: /ready reports it and requests get 503 until Kafka is back
         log.warning("Kafka not available at start: %s", exc)
-    resolver = KeyResolver(store, settings.api_key_cache_seconds)
+    resolver = _resolver(settings, store)
+    invalidation = _invalidation(settings, resolver)
     app = create_ingest_app(settings, store, producer, resolver, _limiter(settings))
     servers = [make_server(app, settings.ingest_host, settings.ingest_port)]
     tasks = await _serve(servers)
@@ -100,6 +119,8 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
     await stop.wait()
     await _stop_servers(servers, tasks)
     await producer.close()
+    await invalidation.close()
+    await resolver.close()
     store.close()
 
 
@@ -107,13 +128,19 @@ async def run_query(settings: Settings, stop: asyncio.Event | None = None) -> No
     stop = stop or _stop_event()
     store = open_store(settings)
     live = make_hub(settings)  # Redis fan-out from the workers; without Redis nothing reaches live sockets
-    app = create_query_app(settings, store, KeyResolver(store, settings.api_key_cache_seconds), live)
+    resolver = _resolver(settings, store)
+    invalidation = _invalidation(settings, resolver)
+    audit = _audit(settings, store)
+    app = create_query_app(settings, store, resolver, live, invalidation, audit)
     servers = [make_server(app, settings.query_host, settings.query_port)]
     tasks = await _serve(servers)
     log.info("query API and console listening on %s:%d", settings.query_host, settings.query_port)
     await stop.wait()
     await _stop_servers(servers, tasks)
     await live.close()
+    await invalidation.close()
+    await resolver.close()
+    await audit.close()
     store.close()
 
 
@@ -176,7 +203,7 @@ def banner(settings: Settings, broker: EmbeddedBroker, key: str, admin_key: str 
         f"Query API docs: {query}/docs   (API key saved in {settings.data_dir / 'dev-api-key'})",
     ]
     if admin_key:
-        lines.append(f"Admin key (prices, PII policy, dead letters): {admin_key}   (saved in {settings.data_dir / 'admin-api-key'})")
+        lines.append(f"Admin key (tenants, keys, prices, PII policy, audit): {admin_key}   (saved in {settings.data_dir / 'admin-api-key'})")
     lines.append("Ctrl-C stops everything (it first stores all it acknowledged; Ctrl-C again stops at once).")
     return "\n".join(lines)
 
@@ -209,11 +236,16 @@ async def run_up(
 
         producer = IngestProducer(settings)
         await producer.connect()
-        resolver = KeyResolver(store, settings.api_key_cache_seconds)
+        # One resolver for both apps: a revocation through the admin API reaches ingest in the same instant.
+        resolver = _resolver(settings, store)
+        exits.push_async_callback(resolver.close)
+        audit = _audit(settings, store)
+        exits.push_async_callback(audit.close)
         ingest_server = make_server(
             create_ingest_app(settings, store, producer, resolver, _limiter(settings)), settings.ingest_host, settings.ingest_port
         )
-        query_server = make_server(create_query_app(settings, store, resolver, live), settings.query_host, settings.query_port)
+        query_app = create_query_app(settings, store, resolver, live, KeyInvalidation(resolver), audit)
+        query_server = make_server(query_app, settings.query_host, settings.query_port)
         ingest_tasks = await _serve([ingest_server])
         query_tasks = await _serve([query_server])
         if announce:

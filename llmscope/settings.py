@@ -112,6 +112,22 @@ class Settings(BaseSettings):
     # --- webhooks (streams/agents/webhooks.py) ---
     # --- end webhooks ---
 
+    # --- tenants, keys and audit (llmscope/tenants.py, query/admin_keys.py, llmscope/audit.py) ---
+    api_key_rotation_grace_seconds: float = Field(
+        86_400.0, ge=0, le=30 * 86_400, description="How long a rotated key keeps working beside its successor, by default."
+    )
+    api_key_last_used_flush_seconds: PositiveFloat = Field(5.0, description="How often each process writes when keys were last used.")
+    key_invalidation_channel: str = Field(
+        "llmscope:keys", description="Redis channel on which a revocation or a disabled tenant reaches every replica at once."
+    )
+    audit_flush_seconds: PositiveFloat = Field(1.0, description="How often the query API writes its audit rows.")
+    audit_buffer_rows: PositiveInt = Field(100_000, description="Audit rows kept while the store is unreachable; beyond, the oldest go.")
+    admin_url: str = Field("http://127.0.0.1:8000", description="Query API the `tenants` and `keys` commands talk to.")
+    admin_key: SecretStr | None = Field(
+        None, description="Admin key for the `tenants` and `keys` commands; default: <data-dir>/admin-api-key of `up`."
+    )
+    # --- end tenants, keys and audit ---
+
     # --- observability (llmscope/metrics.py, llmscope/logs.py) ---
     worker_host: str = "0.0.0.0"
     worker_port: int = Field(9464, ge=0, le=65535, description="The worker's /metrics, /health and /ready.")

@@ -1,6 +1,10 @@
 """The analytics planner: which rows answer an analytics question, as one SQL statement. Pure: the
 routes (query/metrics.py) read the watermarks and run the statement.
 
+What is counted: model calls only unless the question names an operation (schemas/operations.py);
+`operation` and `model` are rollup dimensions, so the rule costs no raw scan, and the rollups
+themselves keep every span, per operation.
+
 Each question is answered by one SQL statement that UNIONs disjoint time segments: closed days from
 rollup_day, closed hours from rollup_hour, the rest from rollup_minute, split at the compaction
 watermarks (see streams/compaction.py), so no span is counted twice. A segment level is only used
@@ -21,7 +25,16 @@ from typing import Any, Literal
 
 import polars as pl
 
-from schemas.rollup import COUNTERS, ROLLUP_DAY, ROLLUP_HOUR, ROLLUP_MINUTE, quantile_sql, span_aggregates_sql
+from schemas.operations import ALL_OPERATIONS, model_call_sql
+from schemas.rollup import (
+    COUNTERS,
+    ROLLUP_DAY,
+    ROLLUP_HOUR,
+    ROLLUP_MINUTE,
+    quantile_sql,
+    span_aggregates_sql,
+    sum_sql,
+)
 from schemas.rollup import DIMENSIONS as ROLLUP_DIMENSIONS
 from schemas.times import EPOCH, ceil_to, floor_to
 
@@ -50,6 +63,14 @@ class Question:
     filters: Mapping[str, str]  # spans-table column -> value
     interval: int | None  # seconds per bucket; None = one bucket for the whole range
     group: str | None  # API dimension name
+    model_calls: bool = True  # only model calls count (schemas/operations.py); no `operation` filter was given
+
+    @property
+    def counted(self) -> str:
+        """Which spans the figures count, as the responses say it."""
+        if self.model_calls:
+            return "model_calls"
+        return f"operation:{self.filters['operation']}" if "operation" in self.filters else "all_spans"
 
     @property
     def raw(self) -> bool:
@@ -60,8 +81,13 @@ class Question:
 def question(
     tenant: str, start: datetime, end: datetime, filters: Mapping[str, str], interval: int | None, group: str | None
 ) -> Question:
-    """The question over [start, end) widened to whole minutes, the finest rollup."""
-    return Question(tenant, floor_to(start, 60), ceil_to(end, 60), dict(filters), interval, group)
+    """The question over [start, end) widened to whole minutes, the finest rollup. Without an
+    `operation` filter only model calls count; `operation=*` counts every span."""
+    given = dict(filters)
+    operation = given.pop("operation", None)
+    if operation is not None and operation != ALL_OPERATIONS:
+        given["operation"] = operation
+    return Question(tenant, floor_to(start, 60), ceil_to(end, 60), given, interval, group, operation is None)
 
 
 def default_interval(span: timedelta) -> int:
@@ -90,10 +116,12 @@ def plan(
     Merging histograms is the dearest part of the query, so `latency=False` skips it (nulls)."""
     step = q.interval or 0
     where = "".join(f" AND {c} = {{f_{c}:String}}" for c in q.filters)
+    if q.model_calls:
+        where += f" AND {model_call_sql()}"
     params: dict[str, Any] = {f"f_{c}": v for c, v in q.filters.items()}
     params["tenant"] = q.tenant
     group_col = DIMENSIONS[q.group] if q.group else "''"
-    sums = ", ".join(f"sum({c}) AS {c}" for c in (*COUNTERS, "cost_usd"))
+    sums = ", ".join(sum_sql(c) for c in (*COUNTERS, "cost_usd"))
 
     def bucket(ts: str) -> str:
         return f"intDiv(toUnixTimestamp({ts}), {step}) * {step}" if step else "0"
@@ -125,7 +153,8 @@ def plan(
     )
     sql = f"""
         {"WITH sumMap(latency_hist) AS h" if latency else ""}
-        SELECT toInt64(t) AS t, toString(g) AS g, {sums}, {quantiles}
+        SELECT toInt64(t) AS t, toString(g) AS g, {", ".join(sum_sql(c) for c in COUNTERS)},
+               toFloat64(sum(cost_usd)) AS cost_usd, {quantiles}
         FROM ({" UNION ALL ".join(parts)})
         GROUP BY t, g
         {order} {"LIMIT {limit:UInt32}" if limit else ""}

@@ -7,26 +7,52 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from llmscope.audit import AuditMiddleware
 from llmscope.auth import KeyResolver
+from llmscope.batched_writer import BatchedWriter
 from llmscope.docs import install_docs
 from llmscope.http import ERROR_RESPONSES, RequestIdMiddleware, install_error_handlers, install_health, store_answers
+from llmscope.key_invalidation import KeyInvalidation
 from llmscope.live import LiveHub
 from llmscope.metrics import install_metrics
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from query import alert_rules, alerts, deadletters, metrics, pii_settings, prices, stream, traces, whoami
+from query import (
+    admin_audit,
+    admin_keys,
+    admin_tenants,
+    alert_rules,
+    alerts,
+    deadletters,
+    metrics,
+    pii_settings,
+    prices,
+    stream,
+    traces,
+    whoami,
+)
 from query.cache import make_cache
 from query.console import install_console
 
 
-def create_query_app(settings: Settings, store: Store, resolver: KeyResolver, live: LiveHub | None = None) -> FastAPI:
-    """`live` is the hub the worker publishes stored spans to (in process for `up`, Redis otherwise)."""
+def create_query_app(
+    settings: Settings, store: Store, resolver: KeyResolver, live: LiveHub | None = None,
+    key_invalidation: KeyInvalidation | None = None, audit: BatchedWriter | None = None,
+) -> FastAPI:  # fmt: skip
+    """`live` is the hub the worker publishes stored spans to (in process for `up`, Redis otherwise);
+    `key_invalidation` tells every replica about revocations (default: this process only); `audit`
+    writes the audit log (default: a writer of its own; the role closes the one it passes)."""
     app = FastAPI(title="LLMScope query API", version="0.1.0", docs_url=None)
+    app.add_middleware(
+        AuditMiddleware,
+        writer=audit or BatchedWriter(store, "audit_log", settings.audit_flush_seconds, settings.audit_buffer_rows),
+    )
     app.add_middleware(RequestIdMiddleware)
     install_metrics(app, "query")
     app.state.store = store
     app.state.resolver = resolver
     app.state.settings = settings
+    app.state.key_invalidation = key_invalidation or KeyInvalidation(resolver)
     app.state.cache = make_cache(settings)
     app.state.live = live if live is not None else LiveHub()
     app.state.watermarks = metrics.Watermarks(store)
@@ -41,7 +67,8 @@ def create_query_app(settings: Settings, store: Store, resolver: KeyResolver, li
 
     summary = "Readiness: store reachable; and how many dead letters the last 24 hours parked"
     install_health(app, {"store": store_answers(store)}, summary, extra=dead_letters)
-    for module in (traces, metrics, prices, pii_settings, deadletters, whoami, alert_rules, alerts):
+    routers = (traces, metrics, prices, pii_settings, deadletters, whoami, alert_rules, alerts)
+    for module in (*routers, admin_tenants, admin_keys, admin_audit):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(stream.router)
     install_docs(app)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query, Request
 
 from llmscope.auth import Principal
-from llmscope.errors import BadRequest
+from llmscope.errors import BadRequest, Forbidden
 from llmscope.http import authenticate
 from llmscope.storage import Store
 from schemas.times import EARLIEST_QUERY, LATEST_QUERY, utc
@@ -78,7 +78,12 @@ class SpanFilters:
         service: str | None = None,
         model: str | None = None,
         provider: str | None = None,
-        operation: str | None = None,
+        operation: Annotated[str | None, Query(description=(
+            "Metrics: omitted, only model calls count (chat, text_completion, generate_content, embeddings, "
+            "OpenInference llm, and spans that name a model without an operation); a name (invoke_agent, "
+            "execute_tool, chain…) counts only spans of that operation; `*` counts every span. "
+            "Traces: a trace matches when any of its spans has this operation; `*` matches every trace."
+        ))] = None,
         status: Literal["ok", "error", "unset"] | None = None,
         session_id: str | None = None,
         user_id: str | None = None,
@@ -92,3 +97,17 @@ class SpanFilters:
     def given(self) -> dict[str, str]:
         """spans-table column -> value, for the filters given."""
         return {c: v for c, v in self.columns.items() if v is not None}
+
+
+def manageable(principal: Principal, tenant_id: str | None) -> str:
+    """The tenant an admin request acts on: `tenant_id` if given, else the key's own. An `admin` key
+    manages its own tenant only; a `superadmin` key manages every tenant."""
+    target = tenant_id or principal.tenant_id
+    if target != principal.tenant_id and not principal.superadmin:
+        raise Forbidden(f"this API key manages tenant '{principal.tenant_id}' only; another tenant needs a superadmin key")
+    return target
+
+
+def require_superadmin(principal: Principal, what: str) -> None:
+    if not principal.superadmin:
+        raise Forbidden(f"{what} needs a key with the 'superadmin' scope (made with `llmscope create-key`)")

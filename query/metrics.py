@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import polars as pl
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from llmscope.auth import Principal
 from llmscope.errors import BadRequest
@@ -42,24 +42,39 @@ router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+COUNTED = Field(description=(
+    "Which spans the figures count: `model_calls` (the default: spans whose operation is an inference "
+    "operation, chat, text_completion, generate_content, embeddings or OpenInference's llm, or that name a "
+    "model without stating an operation), `operation:<name>` (the `operation` filter) or `all_spans` (`operation=*`)."
+))
+REQUESTS = Field(description="Counted spans (see `counted`): by default, model calls, not the agent, tool or "
+                             "workflow spans around them.")
+ERRORS = Field(description="Counted spans whose status is error.")
+ERROR_RATE = Field(description="errors / requests; 0 when there are no requests.")
+COST = Field(description="Sum of the counted spans' known costs in USD; null when none of them has a known cost "
+                         "(no usage reported, or no price for the model).")
+LATENCY = "of the counted spans' durations, in ms, within `latency_relative_error`"
+
+
 class Summary(BaseModel):
     start: datetime
     end: datetime
     source: Source
-    requests: int
-    errors: int
-    error_rate: float
-    input_tokens: int
-    output_tokens: int
+    counted: str = COUNTED
+    requests: int = REQUESTS
+    errors: int = ERRORS
+    error_rate: float = ERROR_RATE
+    input_tokens: int = Field(description="Sum over the counted spans; includes cached and cache-write input tokens.")
+    output_tokens: int = Field(description="Sum over the counted spans; includes reasoning tokens.")
     cached_input_tokens: int
     cache_write_tokens: int
     reasoning_tokens: int
-    cost_usd: float | None
-    cost_known_requests: int
-    latency_avg_ms: float | None
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    latency_p99_ms: float | None
+    cost_usd: float | None = COST
+    cost_known_requests: int = Field(description="Counted spans with a known cost.")
+    latency_avg_ms: float | None = Field(description="Mean of the counted spans' durations, in ms (exact).")
+    latency_p50_ms: float | None = Field(description=f"Median {LATENCY}.")
+    latency_p95_ms: float | None = Field(description=f"95th percentile {LATENCY}.")
+    latency_p99_ms: float | None = Field(description=f"99th percentile {LATENCY}.")
     latency_relative_error: float
 
 
@@ -69,7 +84,9 @@ class SummaryResponse(Envelope[Summary]):
 
 class Series(BaseModel):
     group: str | None
-    values: dict[str, list[float | None]]
+    values: dict[str, list[float | None]] = Field(description=(
+        "metric -> one value per timestamp, each over the counted spans (see `counted`) that started in that "
+        "bucket: requests and errors count them, tokens and cost_usd sum theirs, latency_* are their percentiles."))
 
 
 class Timeseries(BaseModel):
@@ -79,6 +96,7 @@ class Timeseries(BaseModel):
     metrics: list[str]
     group_by: str | None
     source: Source
+    counted: str = COUNTED
     latency_relative_error: float
     timestamps: list[datetime]
     series: list[Series]
@@ -91,12 +109,12 @@ class TimeseriesResponse(Envelope[Timeseries]):
 class BreakdownItem(BaseModel):
     key: str
     value: float | None
-    requests: int
-    errors: int
-    error_rate: float
+    requests: int = REQUESTS
+    errors: int = ERRORS
+    error_rate: float = ERROR_RATE
     input_tokens: int
     output_tokens: int
-    cost_usd: float | None
+    cost_usd: float | None = COST
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     latency_p99_ms: float | None
@@ -108,6 +126,7 @@ class Breakdown(BaseModel):
     dimension: str
     metric: str
     source: Source
+    counted: str = COUNTED
     latency_relative_error: float
     items: list[BreakdownItem]
 
@@ -179,7 +198,8 @@ async def _cached(request: Request, tenant: str, endpoint: str, key: dict[str, A
 
 
 def _key(q: Question, **extra: Any) -> dict[str, Any]:
-    return {"start": q.start.isoformat(), "end": q.end.isoformat(), "filters": dict(q.filters), **extra}
+    return {"start": q.start.isoformat(), "end": q.end.isoformat(), "filters": dict(q.filters), "counted": q.counted,
+            **extra}
 
 
 @router.get("/summary", response_model=SummaryResponse, summary="Totals and latency percentiles over a range")
@@ -192,11 +212,11 @@ async def summary(request: Request, principal: Reader, store: StoreDep,
         row = finish(df if df.height else empty_frame()).to_dicts()[0]
         n = row["requests"]
         data = Summary(
-            start=q.start, end=q.end, source=source, requests=n, errors=row["errors"], error_rate=row["error_rate"],
+            start=q.start, end=q.end, source=source, counted=q.counted, requests=n, errors=row["errors"], error_rate=row["error_rate"],
             input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
             cached_input_tokens=row["cached_input_tokens"], cache_write_tokens=row["cache_write_tokens"],
             reasoning_tokens=row["reasoning_tokens"], cost_usd=row["cost_usd"], cost_known_requests=row["cost_known"],
-            latency_avg_ms=row["duration_ns_sum"] / n / 1e6 if n else None,
+            latency_avg_ms=float(row["duration_ns_sum"]) / n / 1e6 if n else None,
             latency_p50_ms=row["latency_p50"], latency_p95_ms=row["latency_p95"], latency_p99_ms=row["latency_p99"],
             latency_relative_error=RELATIVE_ERROR,
         )
@@ -243,7 +263,7 @@ async def timeseries(
             series.sort(key=lambda s: order[s.group])
         data = Timeseries(
             start=q.start, end=q.end, interval_seconds=step, metrics=metrics, group_by=group, source=source,
-            latency_relative_error=RELATIVE_ERROR,
+            counted=q.counted, latency_relative_error=RELATIVE_ERROR,
             timestamps=[datetime.fromtimestamp(t, timezone.utc) for t in times["t"].to_list()], series=series,
         )
         return TimeseriesResponse(data=data).model_dump_json().encode()
@@ -278,7 +298,7 @@ async def breakdown(
                 cost_usd=r["cost_usd"], latency_p50_ms=r["latency_p50"], latency_p95_ms=r["latency_p95"],
                 latency_p99_ms=r["latency_p99"],
             ))
-        data = Breakdown(start=q.start, end=q.end, dimension=group, metric=metric, source=source,
+        data = Breakdown(start=q.start, end=q.end, dimension=group, metric=metric, source=source, counted=q.counted,
                          latency_relative_error=RELATIVE_ERROR, items=items)
         return BreakdownResponse(data=data).model_dump_json().encode()
 

@@ -179,7 +179,8 @@ async def unknown_models(
         FROM {store.database}.spans FINAL
         WHERE tenant_id = {{tenant:String}}
           AND start_time >= {{start:DateTime64(9, 'UTC')}} AND start_time < {{end:DateTime64(9, 'UTC')}}
-          AND model != '' AND cost_usd IS NULL AND (input_tokens > 0 OR output_tokens > 0)
+          -- usage_reported: a span that stated its usage as all zeros has usage too (it costs $0 once priced).
+          AND model != '' AND cost_usd IS NULL AND usage_reported = 1
           -- Counts that break their subset rules are unpriced for that reason (streams/stages/cost.py), not the model.
           AND cached_input_tokens + cache_write_tokens <= input_tokens AND reasoning_tokens <= output_tokens
         GROUP BY provider, model

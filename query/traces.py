@@ -16,10 +16,14 @@ from llmscope.errors import BadRequest, NotFound
 from query.deps import Reader, SpanFilters, StoreDep, TimeRange
 from query.envelope import Envelope, Page
 from schemas.live import content_text
+from schemas.operations import ALL_OPERATIONS, model_call_sql
 from schemas.times import from_ns
 
 router = APIRouter(prefix="/api/v1/traces", tags=["traces"])
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+# A trace's figures count its model calls, as the analytics do (schemas/operations.py), in sums
+# that cannot wrap (schemas/rollup.py).
+_MODEL_CALL = model_call_sql()
 
 
 class TraceSummary(BaseModel):
@@ -28,10 +32,11 @@ class TraceSummary(BaseModel):
     service: str
     start_time: datetime
     duration_ms: float
-    span_count: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float | None
+    span_count: int = Field(description="Every span of the trace received so far.")
+    requests: int = Field(description="The trace's model calls (the analytics' default `requests`).")
+    input_tokens: int = Field(description="Sum over the trace's model calls, as the analytics count tokens.")
+    output_tokens: int = Field(description="Sum over the trace's model calls.")
+    cost_usd: float | None = Field(description="Sum of the model calls' known costs; null when none is known.")
     status: str
 
 
@@ -122,6 +127,8 @@ async def list_traces(
     params: dict[str, Any] = {"tenant": principal.tenant_id, **window.params(), "limit": limit + 1}
     having = []
     for column, value in filters.given().items():
+        if column == "operation" and value == ALL_OPERATIONS:
+            continue
         if column == "status_code":  # the trace's status: error if any span failed, else ok if any is ok
             params["status"] = value
             having.append("status = {status:String}")
@@ -139,9 +146,10 @@ async def list_traces(
             argMin(name, (parent_span_id != '', start_time)) AS root_span_name,
             argMin(service_name, (parent_span_id != '', start_time)) AS service,
             count() AS span_count,
-            sum(input_tokens) AS input_tokens,
-            sum(output_tokens) AS output_tokens,
-            sum(cost_usd) AS cost_usd,
+            countIf({_MODEL_CALL}) AS requests,
+            sumIf(toDecimal128(input_tokens, 0), {_MODEL_CALL}) AS input_tokens,
+            sumIf(toDecimal128(output_tokens, 0), {_MODEL_CALL}) AS output_tokens,
+            toFloat64(sumIf(toDecimal256(cost_usd, 12), {_MODEL_CALL})) AS cost_usd,
             multiIf(countIf(status_code = 'error') > 0, 'error', countIf(status_code = 'ok') > 0, 'ok', 'unset') AS status
         FROM {store.database}.spans FINAL
         WHERE tenant_id = {{tenant:String}}
@@ -161,9 +169,10 @@ async def list_traces(
             start_time=from_ns(r["start_ns"]),
             duration_ms=(r["end_ns"] - r["start_ns"]) / 1e6,
             span_count=r["span_count"],
+            requests=r["requests"],
             input_tokens=r["input_tokens"],
             output_tokens=r["output_tokens"],
-            cost_usd=_money(r["cost_usd"]),
+            cost_usd=r["cost_usd"],
             status=r["status"],
         )
         for r in page

@@ -8,6 +8,15 @@ counts each (tenant, trace, span) once however often it was sent or delivered: s
 streams/compaction.py. Watermarks: hour rows are complete for hours before the `hour` watermark's
 `covered_until`, day rows for days before the `day` one; readers take days, then hours below
 their watermarks and minutes for the rest, so nothing is counted twice.
+
+No sum can wrap. ClickHouse's `sum()` keeps the type of what it sums and wraps silently (UInt64 at
+2**64, Decimal(38, s) at 10**(38-s)), and durations alone reach 2**64 ns after 30,500 week-long spans.
+So every sum is taken in a type wide enough for any table (sum_sql): token counts and durations
+(each below 2**64) are summed and stored as Decimal(38, 0), which holds the sum of 5 * 10**18 of
+them at their largest (a table of that many spans would hold exabytes); costs (each below 10**26,
+the spans column's range) are summed as Decimal(76, 12) and stored back as Decimal(38, 12), which
+ClickHouse checks: a total beyond it is refused, never wrapped. Counts (requests, errors, the
+histogram) count rows and stay UInt64.
 """
 
 from __future__ import annotations
@@ -48,6 +57,22 @@ COUNTERS = (
     "cost_known",
     "duration_ns_sum",
 )
+
+
+# Sums kept as Decimal(38, 0) in every rollup level (migration 0011); the API reads them so.
+WIDE_SUMS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+             "duration_ns_sum")
+
+
+def sum_sql(column: str, expr: str | None = None) -> str:
+    """`sum(expr) AS column` in a type that cannot wrap (see the module docstring); expr defaults to
+    the column itself (summing rollup rows)."""
+    e = expr or column
+    if column == "cost_usd":
+        return f"sum(toDecimal256({e}, 12)) AS cost_usd"
+    if column in WIDE_SUMS:
+        return f"sum(toDecimal128({e}, 0)) AS {column}"
+    return f"sum({e}) AS {column}"
 
 
 def bucket_of(ms: float) -> int:
@@ -126,20 +151,17 @@ def span_aggregates_sql(spans_alias: str = "s", latency: bool = True) -> str:
     `spans_alias`): one rollup row's values, exactly as the minute compactor computes them.
     Without `latency`, latency_hist is 0 (the histogram is the dearest part to merge).
 
-    The spans table's Decimal(38, 12) cost is summed as stored, so sums agree to the last digit; a
-    span without a known cost adds 0 to cost_usd and nothing to cost_known."""
+    The spans table's Decimal(38, 12) cost is summed exactly (in Decimal(76, 12)), so sums agree to the
+    last digit; a span without a known cost adds 0 to cost_usd and nothing to cost_known."""
     return ", ".join(
         (
             "count() AS requests",
             "countIf(status_code = 'error') AS errors",
-            "sum(input_tokens) AS input_tokens",
-            "sum(output_tokens) AS output_tokens",
-            "sum(cached_input_tokens) AS cached_input_tokens",
-            "sum(cache_write_tokens) AS cache_write_tokens",
-            "sum(reasoning_tokens) AS reasoning_tokens",
+            *(sum_sql(c) for c in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+                                   "reasoning_tokens")),
             f"count({spans_alias}.cost_usd) AS cost_known",
-            "sum(duration_ns) AS duration_ns_sum",
-            f"sum(coalesce({spans_alias}.cost_usd, toDecimal128(0, 12))) AS cost_usd",
+            sum_sql("duration_ns_sum", "duration_ns"),
+            sum_sql("cost_usd", f"coalesce({spans_alias}.cost_usd, toDecimal128(0, 12))"),
             f"sumMap(map({bucket_sql('duration_ns')}, toUInt64(1))) AS latency_hist" if latency else "0 AS latency_hist",
         )
     )

@@ -61,6 +61,9 @@ class Span:
     user_id: str = ""
     prompt_name: str = ""
     prompt_version: str = ""
+    # Which of user_id, session_id and prompt (name and version) the span did not state itself but
+    # inherited from an ancestor in its trace (streams/stages/inherit.py); those columns hold the value in effect.
+    inherited: list[str] = field(default_factory=list)
     finish_reasons: list[str] = field(default_factory=list)
     attributes: dict[str, str] = field(default_factory=dict)
     pii_counts: dict[str, int] = field(default_factory=dict)
@@ -117,6 +120,7 @@ class Span:
             "user_id": self.user_id,
             "prompt_name": self.prompt_name,
             "prompt_version": self.prompt_version,
+            "inherited": self.inherited,
             "finish_reasons": self.finish_reasons,
             "attributes": self.attributes,
             "pii_counts": self.pii_counts,

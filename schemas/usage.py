@@ -5,12 +5,9 @@ The ingest rejects a span whose token attribute states more than MAX_TOKENS, the
 caps every token field at MAX_TOKENS, and the normaliser never stores more: so every token column
 of every stored span is at most MAX_TOKENS.
 
-Why no token sum can wrap. The spans table and the rollups keep token counts in UInt64 and sum them
-with `sum()`, which wraps at 2**64. A sum over n spans is at most n * MAX_TOKENS, below 2**64 for
-every n <= 2**32 + 1; so a sum can only wrap if it covers more than 4,294,967,297 spans in one
-aggregate (one tenant, one group, one query range) *and* they average more than 2**32 tokens each.
-At a realistic 10,000 tokens a span that is 1.8 * 10**15 spans. Rollup rows are sums over the same
-spans, so they can never hold more than the sum over the spans they cover.
+Why no token sum can wrap: every sum of them (rollups, queries) is taken as Decimal(38, 0), which
+holds the sum of 2**32 * 10**18 such counts (schemas/rollup.py, sum_sql); the bound keeps each span
+plausible, so one garbage count cannot dominate the totals it joins.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 API's units (streams/alerting.py says what each kind expects).
 
 - threshold: the metric over [now - window, now) per group, from `rollup_minute FINAL`, or from
-  `spans FINAL` when a filter or the grouping is not in the rollup key (user, session). The whole
+  `spans FINAL` when a filter or the grouping is not in the rollup key (user, session). As in the
+  analytics API, only model calls count unless the rule filters on an operation (`*`: every span). The whole
   window is re-read on every tick, so a span that arrived late counts at the next tick covering it.
   Latency percentiles merge the minute histograms exactly as the analytics API does
   (schemas/rollup.py).
@@ -18,7 +19,8 @@ from typing import Any
 
 from llmscope.storage import Store
 from schemas.alerts import AbsenceCondition, AlertRule, AnomalyCondition, ThresholdCondition
-from schemas.rollup import COUNTERS, quantile_sql, span_aggregates_sql
+from schemas.operations import ALL_OPERATIONS, model_call_sql
+from schemas.rollup import COUNTERS, quantile_sql, span_aggregates_sql, sum_sql
 from streams.alerting import group_label
 
 # The rules' dimension and filter names -> spans/rollup columns (the analytics API's names).
@@ -54,11 +56,12 @@ def _where(filters: Mapping[str, str], params: dict[str, Any]) -> str:
 
 
 def threshold_values(store: Store, tenant_id: str, c: ThresholdCondition, now: datetime) -> Values:
-    filters = {FILTER_COLUMNS[k]: v for k, v in c.filters.given().items()}
+    given = c.filters.given()
+    filters = {FILTER_COLUMNS[k]: v for k, v in given.items() if not (k == "operation" and v == ALL_OPERATIONS)}
     group = DIMENSION_COLUMNS[c.group_by] if c.group_by else None
     start = now - timedelta(seconds=c.window_seconds)
     params: dict[str, Any] = {"t": tenant_id, "lo": start.strftime(_FMT), "hi": now.strftime(_FMT)}
-    where = _where(filters, params)
+    where = _where(filters, params) + ("" if "operation" in given else f" AND {model_call_sql()}")
     latency = c.metric in QUANTILES
     if group in RAW_ONLY_COLUMNS or RAW_ONLY_COLUMNS & filters.keys():
         inner = f"""SELECT {group or "''"} AS g, {span_aggregates_sql("s", latency)}
@@ -67,7 +70,7 @@ def threshold_values(store: Store, tenant_id: str, c: ThresholdCondition, now: d
               AND start_time < {{hi:DateTime64(9, 'UTC')}}{where}
             GROUP BY g"""
     else:
-        sums = ", ".join(f"sum({col}) AS {col}" for col in (*COUNTERS, "cost_usd"))
+        sums = ", ".join(sum_sql(col) for col in (*COUNTERS, "cost_usd"))
         inner = f"""SELECT {group or "''"} AS g, {sums}, {"sumMap(latency_hist)" if latency else "0"} AS latency_hist
             FROM {store.database}.rollup_minute FINAL
             WHERE tenant_id = {{t:String}} AND minute >= {{lo:DateTime('UTC')}} AND minute < {{hi:DateTime('UTC')}}{where}
@@ -75,7 +78,7 @@ def threshold_values(store: Store, tenant_id: str, c: ThresholdCondition, now: d
     value = quantile_sql("sumMap(latency_hist)", QUANTILES[c.metric]) if latency else "0"
     rows = store.query(
         f"""SELECT toString(g) AS g, sum(requests) AS requests, sum(errors) AS errors,
-                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                   {sum_sql("input_tokens")}, {sum_sql("output_tokens")},
                    toFloat64(sum(cost_usd)) AS cost_usd, sum(cost_known) AS cost_known, {value} AS latency
             FROM ({inner}) GROUP BY g""",
         params,

@@ -45,8 +45,10 @@ from schemas.rollup import (
     ROLLUP_DIRTY,
     ROLLUP_HOUR,
     ROLLUP_MINUTE,
+    WIDE_SUMS,
     read_watermarks,
     span_aggregates_sql,
+    sum_sql,
     write_watermark,
 )
 from schemas.times import EPOCH, floor_day, floor_hour, utc
@@ -60,6 +62,8 @@ IDLE_WATERMARK_SECONDS = 30.0
 _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
 _FMT = "%Y-%m-%d %H:%M:%S"
 _VALUES = (*COUNTERS, "cost_usd", "latency_hist")
+# A tombstone's values, typed as the new rows' (UNION ALL wants one type per column).
+_ZEROS = {"latency_hist": "map()", "cost_usd": "toDecimal256(0, 12)", **{c: "toDecimal128(0, 0)" for c in WIDE_SUMS}}
 
 
 def _server_now_us(store: Store) -> int:
@@ -70,9 +74,7 @@ def _replace_sql(db: str, target: str, time_col: str, new_rows: str, where_targe
     """INSERT new versions of every group in a set of periods, plus tombstones one version lower for
     the groups those periods held before (new rows of the same key outrank their own tombstone)."""
     dims = ", ".join(DIMENSIONS)
-    zeros = ", ".join(
-        "map()" if c == "latency_hist" else ("toDecimal128(0, 12)" if c == "cost_usd" else "0") for c in _VALUES
-    )
+    zeros = ", ".join(_ZEROS.get(c, "0") for c in _VALUES)
     return f"""
         INSERT INTO {db}.{target} (tenant_id, {time_col}, {dims}, {", ".join(_VALUES)}, version, is_deleted)
         SELECT tenant_id, {time_col}, {dims}, {zeros}, {{version:UInt64}} - 1, 1
@@ -178,7 +180,7 @@ def _ranges(starts: Iterable[datetime], step: timedelta) -> list[tuple[datetime,
 def _recompute_level(store: Store, target: str, source: str, time_col: str, source_time: str, period: str,
                      ranges: list[tuple[datetime, datetime]]) -> None:
     db, dims = store.database, ", ".join(DIMENSIONS)
-    sums = ", ".join(f"sum({c}) AS {c}" for c in (*COUNTERS, "cost_usd"))
+    sums = ", ".join(sum_sql(c) for c in (*COUNTERS, "cost_usd"))
     new_rows = f"""
         SELECT tenant_id, {period}({source_time}) AS t, {dims}, {sums}, sumMap(latency_hist) AS latency_hist
         FROM {db}.{source} FINAL

@@ -43,7 +43,7 @@ class StoreSink:
     """Every write of the spans agent goes through here: spans, then dead letters and rollup marks."""
 
     def __init__(self, store: Store, *, max_backoff: float = 10.0) -> None:
-        self._store = store
+        self.store = store  # also read by the steps that settle what was written (streams/inheritance.py)
         self.database = store.database
         self._table = f"{store.database}.spans"
         self._max_backoff = max_backoff
@@ -62,7 +62,7 @@ class StoreSink:
         start = time.perf_counter()
         while True:
             try:
-                await asyncio.to_thread(self._store.insert_json, target, rows_json, settings)
+                await asyncio.to_thread(self.store.insert_json, target, rows_json, settings)
                 break
             except StoreError as exc:
                 if attempt == 0:

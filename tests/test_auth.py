@@ -5,6 +5,7 @@ cost next to nothing."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -13,9 +14,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from llmscope.auth import KeyResolver, create_key, hash_key
+from llmscope.auth import KEY_LENGTH, KeyResolver, create_key, generate_key, hash_key, key_row, well_formed
+from llmscope import tenants
 from llmscope.errors import Unauthenticated, Unavailable
 from llmscope.storage import Store, StoreError
+from tests.waiting import eventually
 
 
 class CountingStore(Store):
@@ -24,6 +27,7 @@ class CountingStore(Store):
     def __init__(self, inner: Store) -> None:
         self.inner, self.database = inner, inner.database
         self.reads, self.down = 0, False
+        self.inserts: list[str] = []
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self.inner.command(sql, params)
@@ -36,6 +40,7 @@ class CountingStore(Store):
         return self.inner.query_arrow(sql, params)
 
     def insert_json(self, table: str, body: bytes, settings: Mapping[str, Any] | None = None) -> None:
+        self.inserts.append(table)
         self.inner.insert_json(table, body, settings)
 
     def close(self) -> None:
@@ -116,3 +121,78 @@ async def test_the_store_down_means_503_before_the_first_read_and_the_known_keys
     assert await resolver.resolve(key)  # the refresh fails; the copy keeps answering
     with pytest.raises(Unauthenticated):
         await resolver.resolve("lls_" + uuid.uuid4().hex)
+
+
+def test_keys_carry_a_checksum_that_catches_every_single_character_typo() -> None:
+    key = generate_key()
+    assert len(key) == KEY_LENGTH and key.startswith("lls_") and well_formed(key)
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for i in range(4, len(key)):
+        for c in alphabet:
+            if c != key[i]:
+                assert not well_formed(key[:i] + c + key[i + 1 :]), (i, c)
+    assert not well_formed(key[:-1]) and not well_formed(key + "0")
+    assert not well_formed("lls_" + key[4:-6] + "!!!!!!")
+
+
+async def test_a_mistyped_key_is_refused_without_reading_the_store(store: Store) -> None:
+    counting = CountingStore(store)
+    resolver = KeyResolver(counting, refresh_seconds=60)
+    key = generate_key()
+    typo = key[:10] + ("a" if key[10] != "a" else "b") + key[11:]
+    with pytest.raises(Unauthenticated, match="checksum"):
+        await resolver.resolve(typo)
+    assert counting.reads == 0
+
+
+async def test_keys_made_before_the_checksum_keep_working(store: Store) -> None:
+    legacy = "lls_" + uuid.uuid4().hex + "AbCdEfGh"  # 40 characters after the prefix, no checksum
+    row = key_row(legacy, _tenant(), "legacy", frozenset({"read"}), None)
+    store.insert_rows(f"{store.database}.api_keys", [row])
+    assert (await KeyResolver(store, refresh_seconds=60).resolve(legacy)).scopes == frozenset({"read"})
+
+
+async def test_last_use_is_written_once_per_flush_not_once_per_request(store: Store) -> None:
+    counting = CountingStore(store)
+    key = create_key(store, _tenant(), "k", {"read"})
+    resolver = KeyResolver(counting, refresh_seconds=60, last_used_flush_seconds=0.3)
+    table = f"{store.database}.api_key_usage"
+    started = time.monotonic()
+    for _ in range(300):
+        await resolver.resolve(key)
+    sql = f"SELECT count() AS n FROM {table} WHERE key_hash = {{h:String}}"
+    await eventually(lambda: store.query(sql, {"h": hash_key(key)})["n"][0] == 1, timeout=5)
+    assert counting.inserts.count(table) <= 1 + (time.monotonic() - started) / 0.3
+    await resolver.close()
+
+
+class GatedStore(CountingStore):
+    """Key reads wait at a gate, to hold a read in flight."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.gate = threading.Event()
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        if "api_keys" in sql:
+            self.gate.wait(10)
+        return super().query_arrow(sql, params)
+
+
+async def test_a_read_in_flight_during_a_revocation_does_not_bring_the_key_back(store: Store) -> None:
+    gated = GatedStore(store)
+    key = create_key(store, _tenant(), "k", {"read"})
+    resolver = KeyResolver(gated, refresh_seconds=0.01)
+    gated.gate.set()
+    await resolver.resolve(key)
+    gated.gate.clear()
+    await asyncio.sleep(0.02)
+    await resolver.resolve(key)  # starts a refresh, which now waits at the gate holding the key
+    await asyncio.sleep(0.05)  # (the read is past its start, before the revocation)
+    tenants.revoke_key(store, tenants.find_key(store, hash_key(key)[:16], None) or {})
+    resolver.forget([hash_key(key)])
+    gated.gate.set()
+    for _ in range(20):  # the old read lands, then the next request's read
+        with pytest.raises(Unauthenticated):
+            await resolver.resolve(key)
+        await asyncio.sleep(0.01)

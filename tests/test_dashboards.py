@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 
 import pytest
 import yaml
@@ -13,6 +14,8 @@ import yaml
 from dashboards.build import DASHBOARDS, DATASOURCE, OUT, PROMETHEUS, render
 from llmscope.storage import Store
 from tests.prometheus import exported_names
+from tests.schemas.test_rollup import make_span
+from tests.streams.test_compaction import store_spans
 
 
 def _expand(sql: str, start: int, end: int) -> str:
@@ -72,3 +75,15 @@ def test_dashboards_use_the_provisioned_datasources_and_fixed_uids() -> None:
     for name in DASHBOARDS:
         board = json.loads((OUT / name).read_text())
         assert board["uid"] and board["uid"] in name
+
+
+def test_requests_panel_counts_model_calls_not_the_agent_spans_around_them(store: Store) -> None:
+    start = (int(datetime.now(timezone.utc).timestamp()) // 60 - 120) * 60 * 10**9  # within the retention
+    spans = []
+    for i in range(4):
+        spans.append(make_span("dash-agents", 2 * i, start + i * 60 * 10**9, 10**10, operation="invoke_agent"))
+        spans.append(make_span("dash-agents", 2 * i + 1, start + i * 60 * 10**9, 10**9, parent_span_id=f"{2 * i:016x}"))
+    store_spans(store, spans)
+    panel = next(p for p in json.loads((OUT / "llmscope-overview.json").read_text())["panels"] if p["id"] == 1)
+    sql = _expand(panel["targets"][0]["rawSql"], start // 10**9 - 60, start // 10**9 + 3600)
+    assert store.query(sql.replace("'tenant-a','tenant-b'", "'dash-agents'"))["requests"][0] == 4

@@ -9,12 +9,14 @@ redelivers rather than loses, and the idempotent sink makes redelivery harmless.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import faust
+import orjson
 from faust.types import EventT, StreamT
 
 from llmscope.live import LiveHub
@@ -23,6 +25,7 @@ from schemas.rollup import ROLLUP_DIRTY
 from streams.batching import Batcher
 from streams.cpu_stage import CpuStage
 from streams.deadletters import DeadLetters
+from streams.inheritance import settle
 from streams.policy_cache import PolicyCache
 from streams.sink import StoreSink
 from streams.stages.pipeline import RawMessage
@@ -50,8 +53,15 @@ def register(app: faust.App, settings: Settings, sink: StoreSink, policies: Poli
         await sink.write(prepared.span_rows, prepared.span_count, prepared.batch_id)
         if live is not None and prepared.span_count:  # stored, so queryable: now tell live subscribers
             await live.publish_rows(prepared.span_rows)
+        # Spans stored before or after their ancestors take what they inherit (streams/inheritance.py).
+        settled = await _retrying("settle inherited values", lambda: asyncio.to_thread(
+            settle, sink.store, prepared.traces, prepared.first_start_ns, prepared.last_start_ns))
         # Marked only once the spans are in: the minute compactor recomputes exactly these minutes.
         await sink.write(prepared.mark_rows(), len(prepared.minutes), prepared.batch_id, table=marks)
+        if settled:  # their own token: what a redelivery settles may differ from the first time
+            token = hashlib.sha256(orjson.dumps([prepared.batch_id, sorted(settled)])).hexdigest()[:32]
+            rows = orjson.dumps([{"tenant_id": t, "minute": m, "batch": token} for t, m in sorted(settled)])
+            await sink.write(rows, len(settled), token, table=marks)
 
     @app.agent(source, name="spans")
     async def process(stream: StreamT) -> None:

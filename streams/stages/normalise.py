@@ -12,6 +12,7 @@ import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from schemas.operations import canonical_operation
 from schemas.span import MAX_VALUE_BYTES, TRUNCATED_MARK, Span, SpanEvent, SpanKind, StatusCode, cap_text
 from schemas.usage import (
     CACHE_READ_TOKENS,
@@ -54,8 +55,6 @@ _PROMPT_VERSION = (
     "llmscope.prompt.version",
 )
 _FINISH_REASONS = "gen_ai.response.finish_reasons"
-# OpenLLMetry's request types, as GenAI operation names.
-_OPERATION_ALIASES = {"completion": "text_completion", "embedding": "embeddings", "unknown": ""}
 
 _RAW_KEYS = frozenset(
     (
@@ -79,6 +78,8 @@ def normalise(req: ExportTraceServiceRequest, tenant_id: str) -> list[Span]:
     for rs in req.resource_spans:
         resource_attrs, _ = _flatten_attributes(rs.resource.attributes)
         service_name = resource_attrs.get("service.name") or "unknown_service"
+        # A user or session set for the whole process (resource attributes) holds for its spans that name none.
+        resource_user, resource_session = _first_string(resource_attrs, _USER), _first_string(resource_attrs, _SESSION)
         for ss in rs.scope_spans:
             for span in ss.spans:
                 attrs, raw = _flatten_attributes(span.attributes)
@@ -104,6 +105,7 @@ def normalise(req: ExportTraceServiceRequest, tenant_id: str) -> list[Span]:
                 )
                 if raw:
                     _apply_llm_fields(out, raw, attrs)
+                out.user_id, out.session_id = out.user_id or resource_user, out.session_id or resource_session
                 spans.append(out)
     return spans
 
@@ -168,8 +170,7 @@ def _apply_llm_fields(out: Span, raw: dict[str, AnyValue], flat: dict[str, str])
     out.provider = _first_string(flat, _PROVIDER).strip().lower()
     out.request_model = _first_string(flat, _REQUEST_MODEL)
     out.response_model = _first_string(flat, _RESPONSE_MODEL)
-    operation = _first_string(flat, _OPERATION).strip().lower()
-    out.operation = _OPERATION_ALIASES.get(operation, operation)
+    out.operation = canonical_operation(_first_string(flat, _OPERATION))
     _apply_usage(out, raw)
     out.session_id = _first_string(flat, _SESSION)
     out.user_id = _first_string(flat, _USER)

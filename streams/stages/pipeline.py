@@ -14,6 +14,7 @@ from schemas.span import Span
 from schemas.times import STORABLE_YEARS, storable
 from streams.stages.decode import single_item, spans_from_message
 from streams.stages.enrich import TenantPolicies, enrich
+from streams.stages.inherit import Node, own_values, resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,9 @@ class PreparedBatch:
     span_count: int = 0
     minutes: set[tuple[str, int]] = field(default_factory=set)  # (tenant, minute as Unix seconds) touched
     dead: list[DeadLetter] = field(default_factory=list)
+    traces: dict[str, set[str]] = field(default_factory=dict)  # tenant -> trace ids of the stored spans
+    first_start_ns: int = 0  # earliest and latest start of the stored spans
+    last_start_ns: int = 0
 
     def mark_rows(self) -> bytes:
         """rollup_dirty rows, a JSON array: which minutes the minute compactor must recompute once
@@ -72,12 +76,33 @@ def _check_storable(span: Span) -> None:
         raise MalformedMessage(f"span {span.span_id} has a time outside {STORABLE_YEARS}, which the store cannot hold")
 
 
-def _row(span: Span, message: IngestMessage, policies: TenantPolicies) -> dict[str, object]:
+def _enrich(span: Span, message: IngestMessage, policies: TenantPolicies) -> None:
     _check_storable(span)
     # Redaction happens here, before anything is written or published.
     result = enrich(span, policies.for_tenant(message.tenant_id))
     span.price_source, span.model_version, span.pii_counts = result.price_source, result.model_version, result.pii_counts
-    return span.to_row(message.received_at_ns)
+
+
+def _inherit_within(spans: list[Span]) -> None:
+    """Each span takes what it does not state from its ancestors in the same batch (most traces
+    arrive whole); ancestors stored before or after are the worker's to settle (streams/inheritance.py)."""
+    traces: dict[tuple[str, str], list[Span]] = {}
+    for span in spans:
+        traces.setdefault((span.tenant_id, span.trace_id), []).append(span)
+    for members in traces.values():
+        if len(members) < 2:
+            continue
+        resolved = resolve(Node(s.span_id, s.parent_span_id, own_values(_columns(s))) for s in members)
+        for span in members:
+            found = resolved[span.span_id]
+            span.user_id, span.session_id = found.values["user_id"], found.values["session_id"]
+            span.prompt_name, span.prompt_version = found.values["prompt_name"], found.values["prompt_version"]
+            span.inherited = list(found.inherited)
+
+
+def _columns(span: Span) -> dict[str, str]:
+    return {"user_id": span.user_id, "session_id": span.session_id,
+            "prompt_name": span.prompt_name, "prompt_version": span.prompt_version}
 
 
 def _message_id(raw: RawMessage) -> str:
@@ -95,7 +120,7 @@ def prepare(messages: list[RawMessage], policies: TenantPolicies) -> PreparedBat
     """Never raises for bad input: a message that cannot be decoded is parked whole, a span that
     cannot be stored is parked alone, so neither a poison message stops its partition nor a bad
     span loses its neighbours."""
-    rows_json: list[bytes] = []
+    stored: list[tuple[Span, IngestMessage]] = []
     batch = PreparedBatch()
     ids: list[str] = []
     for index, raw in enumerate(messages):
@@ -111,19 +136,25 @@ def prepare(messages: list[RawMessage], policies: TenantPolicies) -> PreparedBat
             ids.append(_message_id(raw))
             continue
         ids.append(message.message_id)
-        rows = []
         for item, span in enumerate(spans):
             try:
-                rows.append(_row(span, message, policies))
+                _enrich(span, message, policies)
             except Exception as exc:
                 reason = str(exc) if isinstance(exc, MalformedMessage) else f"internal error: {exc!r}"[:1000]
                 batch.dead.append(_dead_item(index, item, reason, message, span))
                 continue
-            batch.minutes.add((message.tenant_id, span.start_time_ns // 60_000_000_000 * 60))
-        if rows:
-            rows_json.append(orjson.dumps(rows)[1:-1])  # items, without brackets
-            batch.span_count += len(rows)
-    batch.span_rows = b"[" + b",".join(rows_json) + b"]"
+            stored.append((span, message))
+    _inherit_within([span for span, _ in stored])
+    rows = []
+    for span, message in stored:
+        rows.append(span.to_row(message.received_at_ns))
+        batch.minutes.add((message.tenant_id, span.start_time_ns // 60_000_000_000 * 60))
+        batch.traces.setdefault(span.tenant_id, set()).add(span.trace_id)
+    if stored:
+        batch.first_start_ns = min(span.start_time_ns for span, _ in stored)
+        batch.last_start_ns = max(span.start_time_ns for span, _ in stored)
+    batch.span_count = len(rows)
+    batch.span_rows = orjson.dumps(rows)
     batch.batch_id = batch_id(ids)
     return batch
 

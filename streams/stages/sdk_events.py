@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 
 from schemas.event import LLMEvent, content_json, derived_span_id, derived_trace_id
+from schemas.operations import MODEL_CALL_OPERATIONS, canonical_operation
 from schemas.span import Span, SpanEvent, SpanKind
-
-# LLM inference is a call out of the process (OTel GenAI: CLIENT); agents, tools and user spans are INTERNAL.
-_CLIENT_OPERATIONS = frozenset({"chat", "completion", "text_completion", "embeddings", "generate_content"})
 
 
 def event_to_span(event: LLMEvent, tenant_id: str) -> Span:
@@ -36,7 +34,9 @@ def event_to_span(event: LLMEvent, tenant_id: str) -> Span:
             )
         )
     service = event.service_name or "unknown_service"
-    kind: SpanKind = "client" if event.operation in _CLIENT_OPERATIONS else "internal"
+    operation = canonical_operation(event.operation)
+    # A model call is a call out of the process (OTel GenAI: CLIENT); agents, tools and user spans are INTERNAL.
+    kind: SpanKind = "client" if operation in MODEL_CALL_OPERATIONS else "internal"
     return Span(
         tenant_id=tenant_id,
         trace_id=event.trace_id or derived_trace_id(event.id),
@@ -49,7 +49,7 @@ def event_to_span(event: LLMEvent, tenant_id: str) -> Span:
         end_time_ns=end_ns,
         status_code=event.status,
         status_message=event.error.message if event.error else "",
-        operation=event.operation,
+        operation=operation,
         provider=event.provider,
         request_model=event.model,
         response_model=event.response_model,

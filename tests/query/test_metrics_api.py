@@ -370,3 +370,73 @@ async def test_empty_ranges_answer_zeros(api, seeded, keys) -> None:
     assert (await _get(api, "/breakdown", keys["a"], **params))["items"] == []
     summary = await _get(api, "/summary", keys["a"], user_id="nobody", **params)
     assert summary["requests"] == 0 and summary["source"] == "spans" and summary["latency_avg_ms"] is None
+
+
+# --- What a request is: model calls, not the agent spans around them ---------------------------------
+
+AGENT_TENANT = "metrics-agents"
+AGENT_T0 = D0 + timedelta(hours=7)
+
+
+@pytest.fixture(scope="module")
+def agent_traces(store: Store) -> dict[str, str]:
+    """4 model calls, each under its own agent span (which names the model too, and carries the
+    calls' summed usage, as some frameworks do); one agent turn failed. Returns a read key."""
+    spans = []
+    for i in range(4):
+        trace, start = f"{0xA6E + i:032x}", _ns(AGENT_T0 + timedelta(minutes=i))
+        spans.append(make_span(AGENT_TENANT, 0, start, 10 * 10**9, trace_id=trace, span_id=f"{0xA0 + i:016x}",
+                               name="invoke_agent planner", kind="internal", operation="invoke_agent",
+                               status_code="error" if i == 0 else "ok", input_tokens=100, output_tokens=10,
+                               cost_usd=Decimal("0.5"), usage_reported=True))
+        spans.append(make_span(AGENT_TENANT, 0, start + 10**9, 10**9, trace_id=trace, span_id=f"{0xC0 + i:016x}",
+                               parent_span_id=f"{0xA0 + i:016x}", status_code="ok", input_tokens=100,
+                               output_tokens=10, cost_usd=Decimal("0.5"), usage_reported=True))
+    store_spans(store, spans)
+    compact(store, datetime.now(timezone.utc), timedelta(hours=2))
+    return {"authorization": f"Bearer {create_key(store, AGENT_TENANT, 'reader', {'read'})}"}
+
+
+def _agent_range(**params: object) -> dict[str, object]:
+    return {"start": int(AGENT_T0.timestamp()), "end": int((AGENT_T0 + timedelta(hours=1)).timestamp()), **params}
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["rollups", "spans"])
+async def test_four_model_calls_under_four_agent_spans_are_four_requests(api, agent_traces, raw) -> None:
+    # A user filter is answered from the spans table, the rest from rollups: both count alike.
+    extra = {"user_id": ""} if raw else {}
+    data = await _get(api, "/summary", agent_traces, **_agent_range(**extra))
+    assert data["source"] == ("spans" if raw else "rollups")
+    assert (data["counted"], data["requests"], data["errors"], data["error_rate"]) == ("model_calls", 4, 0, 0.0)
+    assert (data["input_tokens"], data["output_tokens"], data["cost_usd"]) == (400, 40, 2.0)
+    assert data["latency_p99_ms"] == pytest.approx(1000, rel=RELATIVE_ERROR)
+    assert data["latency_avg_ms"] == pytest.approx(1000)
+
+
+async def test_operation_filter_counts_other_spans_on_purpose(api, agent_traces) -> None:
+    agents = await _get(api, "/summary", agent_traces, **_agent_range(operation="invoke_agent"))
+    assert (agents["counted"], agents["requests"], agents["errors"]) == ("operation:invoke_agent", 4, 1)
+    assert agents["latency_avg_ms"] == pytest.approx(10_000)
+    every = await _get(api, "/summary", agent_traces, **_agent_range(operation="*"))
+    assert (every["counted"], every["requests"], every["errors"], every["input_tokens"]) == ("all_spans", 8, 1, 800)
+
+
+async def test_group_by_operation(api, agent_traces) -> None:
+    default = await _get(api, "/breakdown", agent_traces, **_agent_range(dimension="operation"))
+    assert [(i["key"], i["requests"]) for i in default["items"]] == [("chat", 4)]
+    every = await _get(api, "/breakdown", agent_traces, **_agent_range(dimension="operation", operation="*"))
+    assert sorted((i["key"], i["requests"], i["errors"]) for i in every["items"]) == [("chat", 4, 0), ("invoke_agent", 4, 1)]
+    series = await _get(api, "/timeseries", agent_traces, **_agent_range(group_by="operation", operation="*", interval="1h"))
+    assert {s["group"]: s["values"]["requests"] for s in series["series"]} == {"chat": [4.0], "invoke_agent": [4.0]}
+    assert series["counted"] == "all_spans"
+
+
+async def test_traces_list_counts_the_model_calls_as_the_analytics_do(api, agent_traces) -> None:
+    r = await api.get("/api/v1/traces", headers=agent_traces, params=_agent_range())
+    assert r.status_code == 200, r.text
+    traces = r.json()["data"]
+    assert len(traces) == 4
+    assert {(t["span_count"], t["requests"], t["input_tokens"], t["output_tokens"], t["cost_usd"]) for t in traces} == {
+        (2, 1, 100, 10, 0.5)}
+    r = await api.get("/api/v1/traces", headers=agent_traces, params=_agent_range(operation="*"))
+    assert len(r.json()["data"]) == 4

@@ -184,6 +184,7 @@ async def seeded_unknown(store: Store) -> None:
     # inputs; it now adds a cache part larger than its total to the total): unpriced, but not for
     # want of a price.
     rows[6] |= {"cached_input_tokens": 500, "cost_usd": None, "price_source": ""}
+    rows[5] |= {"usage_reported": 0}  # said nothing about its usage (llm_span states its counts, here 0)
     # Only the first five have usage and a consistent count; of those only gpt-4o has a price.
     assert [r["cost_usd"] is None for r in rows] == [True, True, True, True, False, True, True, True]
     await asyncio.to_thread(store.insert_rows, f"{store.database}.spans", rows, "seed-prices-unknown")
@@ -198,6 +199,15 @@ async def test_unknown_models_are_counted_and_listed_most_spans_first(api, keys,
         ("acme", "acme-frontier-9000", 3), ("zeta", "zeta-mini", 1)]
     first = body["data"][0]
     assert first["first_seen"] < first["last_seen"]
+
+
+async def test_a_model_whose_spans_state_zero_usage_is_unknown_but_one_without_usage_is_not(api, store) -> None:
+    rows = _rows("prices-zero", [{"model": "zero-usage-model", "provider": "acme", "input_tokens": 0, "output_tokens": 0},
+                                 {"model": "silent-model", "provider": "acme", "input_tokens": 0, "output_tokens": 0}])
+    rows[1] |= {"usage_reported": 0}
+    await asyncio.to_thread(store.insert_rows, f"{store.database}.spans", rows, "seed-prices-zero")
+    r = await api.get("/api/v1/prices/unknown-models", headers=bearer(store, "prices-zero", "read"))
+    assert [m["model"] for m in r.json()["data"]] == ["zero-usage-model"]
 
 
 async def test_unknown_models_honour_the_time_range_and_limit(api, keys, seeded_unknown) -> None:

@@ -109,7 +109,8 @@ async def test_a_tenant_never_sees_another_tenants_spans(server, keys) -> None:
 @pytest.mark.parametrize(
     ("first", "code", "words"),
     [
-        ({"type": "auth", "api_key": "lls_wrong"}, 4401, "invalid or revoked"),
+        ({"type": "auth", "api_key": "lls_" + "0" * 40}, 4401, "invalid or revoked"),
+        ({"type": "auth", "api_key": "lls_wrong"}, 4401, "mistyped"),
         ({"type": "auth"}, 4401, "first message must be"),
         ({"type": "hello"}, 4401, "first message must be"),
         ({"type": "auth", "api_key": "KEY", "filters": {"colour": "red"}}, 4400, "filters.colour"),

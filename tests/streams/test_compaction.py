@@ -17,12 +17,14 @@ from schemas.rollup import (
     ROLLUP_DAY,
     ROLLUP_HOUR,
     ROLLUP_MINUTE,
+    WIDE_SUMS,
     bucket_of,
     bucket_sql,
     histogram_of,
     quantile_from_histogram,
     quantile_sql,
     read_watermarks,
+    sum_sql,
 )
 from schemas.span import Span
 from schemas.times import floor_day, floor_hour
@@ -315,3 +317,33 @@ def test_a_bulk_rebuild_gives_the_same_minutes_as_the_compactor(store: Store) ->
     rebuild_minutes(store, lo, lo + timedelta(minutes=10))
     assert _minute_rows(store, tenants) == before
     assert sum(r["requests"] for r in before.values()) == 500
+
+
+# --- Sums that cannot wrap ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column", [*WIDE_SUMS, "cost_usd"])
+def test_sums_are_taken_in_a_type_that_cannot_wrap(store: Store, column: str) -> None:
+    # Three of the largest values each column can hold: a plain sum() wraps on the second.
+    largest, expected = (("toDecimal128('99999999999999999999999999.999999999999', 12)",
+                          "299999999999999999999999999.999999999997") if column == "cost_usd"
+                         else ("toUInt64(18446744073709551615)", str(3 * (2**64 - 1))))
+    df = store.query(f"SELECT toString({column}) AS s FROM (SELECT {sum_sql(column, 'x')} "
+                     f"FROM (SELECT {largest} AS x FROM numbers(3)))")
+    assert df["s"][0] == expected
+
+
+def test_spans_lasting_centuries_do_not_wrap_the_duration_sums(store: Store) -> None:
+    """The ingest refuses spans over 7 days, but a message from another producer reaches the worker
+    unchecked: three spans of ~230 years each sum past 2**64 ns at every rollup level."""
+    tenant = "compaction-centuries"
+    start = (time.time_ns() - 3 * 3600 * 10**9) // MINUTE_NS * MINUTE_NS
+    spans = [make_span(tenant, i, start + i, 2**63 - 2 - start - i) for i in range(3)]
+    store_spans(store, spans)
+    compact(store, datetime.now(timezone.utc), timedelta(minutes=1))
+    exact = sum(s.duration_ns for s in spans)
+    assert exact > 2**64
+    for table, col in (("rollup_minute", "minute"), ("rollup_hour", "hour")):
+        df = store.query(f"SELECT toString(sum(duration_ns_sum)) AS s, sum(requests) AS n FROM {store.database}.{table} "
+                         "FINAL WHERE tenant_id = {t:String}", {"t": tenant})
+        assert (int(df["s"][0]), df["n"][0]) == (exact, 3), table

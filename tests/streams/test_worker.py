@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from llmscope.auth import create_key
 from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
@@ -21,7 +22,7 @@ from schemas.messages import (
     IngestMessage,
 )
 from streams.sink import StoreSink
-from tests.conftest import running_worker
+from tests.conftest import query_client, running_worker
 from tests.otlp_factory import llm_span, request_of
 from tests.reliability.conftest import committed, eventually, private_settings
 
@@ -122,7 +123,9 @@ class _CrashBeforeCommit(Store):
 
 
 async def test_a_true_redelivery_at_the_same_offsets_stores_and_counts_nothing_twice(settings, store) -> None:
-    own = private_settings(settings, "redeliver")
+    # One batch of exactly the 4 messages both times, however busy the machine: the insert's
+    # deduplication token is its batch's message ids, so the same batch must form again.
+    own = private_settings(settings, "redeliver", sink_batch_messages=4, sink_batch_seconds=120.0)
     tenant = f"redeliver-{uuid.uuid4().hex[:6]}"
     async with running_worker(own, _CrashBeforeCommit(store)):
         producer = IngestProducer(own)
@@ -202,3 +205,42 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_kee
     )
     assert listed.height == settings.topic_partitions
     assert all("ExportTraceServiceRequest" in r for r in listed["reason"].to_list())
+
+
+async def test_model_calls_take_the_user_of_a_root_that_arrives_last(worker, producer, store, settings) -> None:
+    """The usual OTel order: each span is exported when it ends, so the agent span that set the user
+    and the prompt arrives after the model calls inside it, in another message."""
+    tenant, trace = f"worker-inherit-{uuid.uuid4().hex[:6]}", os.urandom(16)
+    root = llm_span(trace, name="invoke_agent support", extra={
+        "gen_ai.operation.name": "invoke_agent", "user.id": "u-42", "session.id": "s-7",
+        "gen_ai.prompt.name": "support-reply", "gen_ai.prompt.version": "4"})
+    calls = [llm_span(trace, parent=root.span_id) for _ in range(3)]
+    await producer.send(IngestMessage(tenant, FORMAT_OTLP_TRACES, time.time_ns(), request_of(calls).SerializeToString()))
+    assert await _eventually(lambda: _has(store, tenant, 3))
+    await producer.send(IngestMessage(tenant, FORMAT_OTLP_TRACES, time.time_ns(), request_of([root]).SerializeToString()))
+
+    async def by_user() -> list[tuple[str, str, str, int]]:
+        df = await store.aquery(
+            f"SELECT user_id, session_id, prompt_name, count() AS n FROM {store.database}.spans FINAL "
+            "WHERE tenant_id = {t:String} AND operation = 'chat' GROUP BY user_id, session_id, prompt_name",
+            {"t": tenant})
+        return [tuple(r.values()) for r in df.to_dicts()]
+
+    assert await _eventually(lambda: _equals(by_user, [("u-42", "s-7", "support-reply", 3)])), await by_user()
+    async with query_client(settings, store) as api:
+        key = {"authorization": f"Bearer {create_key(store, tenant, 'r', {'read'})}"}
+        r = await api.get("/api/v1/metrics/breakdown", params={"dimension": "user"}, headers=key)
+        assert [(i["key"], i["requests"]) for i in r.json()["data"]["items"]] == [("u-42", 3)]
+        rollup = await _eventually(lambda: _prompt_requests(api, key))
+        assert rollup == [("support-reply", 3)]
+
+
+async def _equals(get, expected) -> bool:  # type: ignore[no-untyped-def]
+    return await get() == expected
+
+
+async def _prompt_requests(api, key) -> list[tuple[str, int]] | None:  # type: ignore[no-untyped-def]
+    r = await api.get("/api/v1/metrics/breakdown", params={"dimension": "prompt"},
+                      headers={**key, "cache-control": "no-cache"})
+    items = [(i["key"], i["requests"]) for i in r.json()["data"]["items"]]
+    return items if items == [("support-reply", 3)] else None
