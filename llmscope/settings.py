@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     # --- end live stream ---
 
     # --- anomalies (streams/agents/anomalies.py) ---
+    # The minute points the leader sends to the detectors, keyed by series: one partition owns a series.
+    anomaly_points_topic: str = Field("llmscope-anomaly-points", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    # A minute is judged once it ended this long ago (the detector's DEFAULT_GRACE_SECONDS): late
+    # spans of a judged minute are stored and counted, but never change its judgement.
+    anomaly_grace_seconds: int = Field(120, ge=0, le=3600, description="Wait after a minute ends before judging it.")
+    anomaly_tick_seconds: PositiveFloat = Field(10.0, description="How often the leader looks for newly closed minutes.")
+    # Episodes found while a detector rebuilds its baseline from stored history (a new series, a
+    # restarted `up`) are stored either way; only those this recent are also sent to webhooks.
+    anomaly_notify_max_age_seconds: PositiveInt = Field(
+        3600, description="Anomaly events older than this are stored but not sent to webhooks."
+    )
     # --- end anomalies ---
 
     # --- alert rules (streams/agents/alerts.py) ---

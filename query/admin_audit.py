@@ -16,9 +16,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from llmscope.errors import BadRequest
-from query.deps import Admin, StoreDep, manageable, require_superadmin
+from query.deps import Admin, StoreDep, manageable, require_superadmin, within_store_range
 from query.envelope import Page
-from schemas.times import utc
 
 router = APIRouter(prefix="/api/v1/admin/audit", tags=["admin"])
 
@@ -84,7 +83,7 @@ async def list_audit(
     for name, when, op in (("start", start, ">="), ("end", end, "<")):
         if when is not None:
             where.append(f"at {op} {{{name}:DateTime64(3, 'UTC')}}")
-            params[name] = utc(when).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            params[name] = within_store_range(when).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     if cursor:
         params["c_ms"], params["c_rid"], params["c_method"], params["c_path"] = _decode(cursor)
         where.append("(toUnixTimestamp64Milli(at), request_id, method, path) < ({c_ms:Int64}, {c_rid:String}, {c_method:String}, {c_path:String})")

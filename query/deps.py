@@ -43,6 +43,18 @@ _OUT_OF_RANGE = (
 )
 
 
+def within_store_range(value: datetime) -> datetime:
+    """`value` in UTC, or a 400 if the span store's time range cannot hold it."""
+    try:
+        # Converting an offset date at the edge of Python's datetime range overflows.
+        value = utc(value)
+    except OverflowError:
+        raise BadRequest(_OUT_OF_RANGE) from None
+    if not EARLIEST_QUERY <= value <= LATEST_QUERY:
+        raise BadRequest(_OUT_OF_RANGE)
+    return value
+
+
 class TimeRange:
     """`start`/`end` (RFC 3339 or Unix seconds); defaults to the last 24 hours."""
 
@@ -51,15 +63,8 @@ class TimeRange:
         start: Annotated[datetime | None, Query(description="Inclusive start (RFC 3339 or Unix seconds).")] = None,
         end: Annotated[datetime | None, Query(description="Exclusive end; default now.")] = None,
     ) -> None:
-        try:
-            # Converting an offset date at the edge of Python's datetime range overflows.
-            self.end = utc(end) if end else datetime.now(timezone.utc) + timedelta(minutes=1)
-            self.start = utc(start) if start else self.end - timedelta(days=1)
-        except OverflowError:
-            raise BadRequest(_OUT_OF_RANGE) from None
-        for value in (self.start, self.end):
-            if not EARLIEST_QUERY <= value <= LATEST_QUERY:
-                raise BadRequest(_OUT_OF_RANGE)
+        self.end = within_store_range(end) if end else datetime.now(timezone.utc) + timedelta(minutes=1)
+        self.start = within_store_range(start) if start else self.end - timedelta(days=1)
         if self.start >= self.end:
             raise BadRequest("start must be before end")
 

@@ -4,8 +4,9 @@ sets, and the text of a span's (already redacted) input and output.
 The worker publishes spans after their INSERT succeeded, so everything a live client sees can be
 read back through the query API. Messages are built from spans-table rows (`Span.to_row`), the
 same dicts the sink writes: the previews are therefore of the redacted text, never the original.
-Every message has a `type`; clients ignore types they do not know, so anomalies and alerts can
-join the stream later without breaking them.
+Every message has a `type`; clients ignore types they do not know, so new kinds join the stream
+without breaking them: `span`, and `anomaly` (an episode opened, grew or closed; never filtered
+by the span filters).
 """
 
 from __future__ import annotations
@@ -96,6 +97,33 @@ def span_message(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def anomaly_message(row: Mapping[str, Any], change: str) -> dict[str, Any]:
+    """The live message for one anomalies-table row (schemas/anomalies.py), written when an episode
+    `change`d: opened, updated (its peak grew) or closed. The fields are the query API's."""
+    overall = bool(row["is_overall"])
+    return {
+        "type": "anomaly",
+        "change": change,
+        "episode_id": row["episode_id"],
+        "overall": overall,
+        "service": None if overall else row["service_name"],
+        "provider": None if overall else row["provider"],
+        "model": None if overall else row["model"],
+        "metric": row["metric"],
+        "direction": row["direction"],
+        "status": row["status"],
+        "started_at": _iso_text(row["started_at"]),
+        "ended_at": None if row["ended_at"] is None else _iso_text(row["ended_at"]),
+        "observed": row["observed"],
+        "expected": row["expected"],
+        "score": row["score"],
+        "peak_at": _iso_text(row["peak_at"]),
+        "peak_score": row["peak_score"],
+        "peak_observed": row["peak_observed"],
+        "peak_expected": row["peak_expected"],
+    }
+
+
 def content_text(attributes: Mapping[str, str], direction: Direction, limit: int = CONTENT_CHARS) -> str:
     """The span's input or output as readable text ("role: text" lines for message lists), or ''."""
     for key in _INPUT_KEYS if direction == "input" else _OUTPUT_KEYS:
@@ -156,6 +184,11 @@ def _iso(value: Any) -> str:
         seconds, _, fraction = str(value).partition(".")
         moment = datetime.fromtimestamp(int(seconds), timezone.utc).replace(microsecond=int((fraction + "000000")[:6]))
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _iso_text(value: str) -> str:
+    """A 'YYYY-MM-DD HH:MM:SS' UTC time (how rows carry a DateTime) in RFC 3339."""
+    return _iso(datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc))
 
 
 def _cost(value: Any) -> float | None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from collections.abc import Mapping
 
 import faust
 import orjson
@@ -27,11 +25,11 @@ from streams.cpu_stage import CpuStage
 from streams.deadletters import DeadLetters
 from streams.inheritance import settle
 from streams.policy_cache import PolicyCache
+from streams.retrying import retrying
 from streams.sink import StoreSink
 from streams.stages.pipeline import RawMessage
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def register(app: faust.App, settings: Settings, sink: StoreSink, policies: PolicyCache, live: LiveHub | None) -> None:
@@ -46,15 +44,15 @@ def register(app: faust.App, settings: Settings, sink: StoreSink, policies: Poli
             for e in events
         ]
         current = await policies.current()
-        prepared = await _retrying("prepare batch", lambda: cpu.prepare(raws, current))
+        prepared = await retrying("prepare batch", lambda: cpu.prepare(raws, current))
         for dead in prepared.dead:
-            await _retrying("dead-letter", lambda: deadletters.park(dead, raws[dead.index], events[dead.index].message.key))
+            await retrying("dead-letter", lambda: deadletters.park(dead, raws[dead.index], events[dead.index].message.key))
         await deadletters.record(prepared.dead, raws, prepared.batch_id)
         await sink.write(prepared.span_rows, prepared.span_count, prepared.batch_id)
         if live is not None and prepared.span_count:  # stored, so queryable: now tell live subscribers
             await live.publish_rows(prepared.span_rows)
         # Spans stored before or after their ancestors take what they inherit (streams/inheritance.py).
-        settled = await _retrying("settle inherited values", lambda: asyncio.to_thread(
+        settled = await retrying("settle inherited values", lambda: asyncio.to_thread(
             settle, sink.store, prepared.traces, prepared.first_start_ns, prepared.last_start_ns))
         # Marked only once the spans are in: the minute compactor recomputes exactly these minutes.
         await sink.write(prepared.mark_rows(), len(prepared.minutes), prepared.batch_id, table=marks)
@@ -89,17 +87,3 @@ def _header_list(headers: object) -> list[tuple[str, bytes]]:
     if isinstance(headers, Mapping):
         return list(headers.items())
     return list(headers or [])  # type: ignore[call-overload]
-
-
-async def _retrying(what: str, attempt: Callable[[], Awaitable[T]], max_backoff: float = 10.0) -> T:
-    """Retry a step whose failure is transient (broker down, worker process died) forever."""
-    delay = 0.2
-    while True:
-        try:
-            return await attempt()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("%s failed, retrying in %.1fs: %r", what, delay, exc)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(max_backoff, delay * 2)

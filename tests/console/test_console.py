@@ -261,3 +261,20 @@ def test_the_page_files_are_package_data() -> None:
     missing = [str(p) for p in files if not shipped(p.relative_to(root).parts[0], p)]
     assert files and not missing, missing
     assert os.path.exists(root / "query" / "console" / "vendor" / "uplot" / "LICENSE")
+
+
+async def test_the_anomalies_page_asks_the_api_with_its_filters(page: Page, console: Console) -> None:
+    """A fresh `up` has judged nothing yet (a baseline needs a day): the page says so, and its
+    filters reach the API as valid parameters (tests/e2e/test_anomaly_roundtrip.py finds one)."""
+    await sign_in(page, console, console.a.key)
+    await page.goto(f"{console.url}/#/anomalies")
+    await page.wait_for_selector("#anomalies-table tbody tr")
+    assert _api(console, console.a.key, "/anomalies") == []
+    assert "No anomalies in this range." in await _text(page)
+    await page.select_option("#anomaly-filters select[name=status]", "open")
+    await page.select_option("#anomaly-filters select[name=metric]", "latency_p95_ms")
+    await page.click("#anomaly-filters button[type=submit]")
+    await until(page, "() => location.hash.includes('status=open') && location.hash.includes('metric=latency_p95_ms')")
+    await page.wait_for_selector("#anomalies-table tbody tr")
+    assert "Could not load anomalies" not in await _text(page)
+    await screenshot(page, "anomalies")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from schemas.live import LiveFilter, content_text, span_message
+from schemas.live import LiveFilter, anomaly_message, content_text, span_message
 from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
@@ -54,3 +54,16 @@ def test_filters_match_exact_strings_and_minimum_numbers() -> None:
     assert LiveFilter(min_cost_usd=0.5).matches(m) and not LiveFilter(min_cost_usd=0.6).matches(m)
     assert not LiveFilter(min_cost_usd=0).matches(m | {"cost_usd": None})  # unknown cost never passes a cost floor
     assert LiveFilter(service="other").matches({"type": "alert"})  # span filters do not hide other kinds
+
+
+def test_an_anomaly_row_becomes_a_message_with_the_apis_fields() -> None:
+    row = {"episode_id": "ab" * 16, "is_overall": 1, "service_name": "", "provider": "", "model": "",
+           "metric": "requests", "direction": "down", "status": "closed", "started_at": "2026-12-06 22:40:00",
+           "ended_at": "2026-12-06 22:47:00", "observed": 0.0, "expected": 120.5, "score": -1.2,
+           "peak_at": "2026-12-06 22:41:00", "peak_score": -9.5, "peak_observed": 0.0, "peak_expected": 118.0}
+    message = anomaly_message(row, "closed")
+    assert message["type"] == "anomaly" and message["change"] == "closed" and message["overall"] is True
+    assert message["service"] is None and message["provider"] is None and message["model"] is None
+    assert message["started_at"] == "2026-12-06T22:40:00.000Z" and message["ended_at"] == "2026-12-06T22:47:00.000Z"
+    assert message["peak_at"] == "2026-12-06T22:41:00.000Z" and message["peak_score"] == -9.5
+    assert LiveFilter(service="chat-api", min_latency_ms=100).matches(message)  # span filters never hide it
