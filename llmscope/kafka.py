@@ -26,7 +26,7 @@ async def ensure_topics(settings: Settings) -> None:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication)
-            for name in (settings.ingest_topic, settings.deadletter_topic)
+            for name in (settings.ingest_topic, settings.deadletter_topic, settings.events_topic)
             if name not in existing
         ]
         if wanted:
@@ -117,12 +117,13 @@ class IngestProducer:
 
 
 async def consumer_lag(settings: Settings, group: str) -> int:
-    """Messages in the ingest topic not yet committed by `group` (all partitions)."""
+    """Messages in the ingest and events topics not yet committed by `group` (all partitions): what
+    a stopping `up` must let its worker finish, since its broker forgets them."""
     return sum((await partition_lag(settings, group)).values())
 
 
-async def partition_lag(settings: Settings, group: str) -> dict[int, int]:
-    """Partition of the ingest topic -> messages in it not yet committed by `group`."""
+async def partition_lag(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    """(topic, partition) of the ingest and events topics -> messages not yet committed by `group`."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
@@ -131,12 +132,12 @@ async def partition_lag(settings: Settings, group: str) -> dict[int, int]:
         await admin.start()
         await consumer.start()
         await consumer.topics()  # loads metadata for every topic
-        partitions = consumer.partitions_for_topic(settings.ingest_topic) or set()
-        tps = [TopicPartition(settings.ingest_topic, p) for p in partitions]
+        tps = [TopicPartition(topic, p) for topic in (settings.ingest_topic, settings.events_topic)
+               for p in consumer.partitions_for_topic(topic) or set()]
         ends = await consumer.end_offsets(tps)
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
         return {
-            tp.partition: max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
+            (tp.topic, tp.partition): max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
             for tp in tps
         }
     finally:
@@ -145,7 +146,7 @@ async def partition_lag(settings: Settings, group: str) -> dict[int, int]:
 
 
 async def refresh_consumer_lag(settings: Settings) -> None:
-    """Set the consumer-lag gauge of every partition of the ingest topic. Every worker replica
+    """Set the consumer-lag gauge of every partition the worker group consumes. Every worker replica
     reports the whole group's lag, so dashboards take the max over replicas."""
-    for partition, lag in (await partition_lag(settings, settings.worker_name)).items():
-        CONSUMER_LAG.labels(settings.ingest_topic, str(partition)).set(lag)
+    for (topic, partition), lag in (await partition_lag(settings, settings.worker_name)).items():
+        CONSUMER_LAG.labels(topic, str(partition)).set(lag)

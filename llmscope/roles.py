@@ -218,8 +218,12 @@ async def run_up(
     broker = EmbeddedBroker.start()
     async with AsyncExitStack() as exits:
         exits.callback(broker.stop)
-        # tansu has no idempotent producer (InitProducerId fails); acks=all still holds.
-        settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap, "kafka_idempotence": False})
+        # tansu has no idempotent producer (InitProducerId fails); acks=all still holds. A webhook
+        # receiver in development is usually on this machine: private addresses are allowed unless
+        # the setting says otherwise.
+        allow_private = settings.webhook_allow_private or "webhook_allow_private" not in settings.model_fields_set
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap, "kafka_idempotence": False,
+                                               "webhook_allow_private": allow_private})
         store = open_store(settings)
         exits.callback(store.close)
         apply_migrations(store, settings.retention_days)

@@ -121,6 +121,16 @@ class Settings(BaseSettings):
     # --- end alert rules ---
 
     # --- webhooks (streams/agents/webhooks.py) ---
+    webhook_allow_private: bool = Field(
+        False, description="Let webhook URLs reach private, loopback and link-local addresses (on in `up`)."
+    )
+    webhook_poll_seconds: PositiveFloat = Field(1.0, description="How often the leader looks for due deliveries.")
+    webhook_concurrency: PositiveInt = Field(16, description="Delivery attempts in flight per worker at most.")
+    webhook_endpoint_concurrency: PositiveInt = Field(2, description="Attempts in flight to one endpoint at most.")
+    webhook_timeout_seconds: PositiveFloat = Field(10.0, le=60, description="Deadline of one attempt (5 s to connect).")
+    webhook_retry_delay_scale: float = Field(
+        1.0, gt=0, le=1, description="Multiplies every retry delay (about a day in all); lower only to test."
+    )
     # --- end webhooks ---
 
     # --- tenants, keys and audit (llmscope/tenants.py, query/admin_keys.py, llmscope/audit.py) ---

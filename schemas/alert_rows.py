@@ -47,11 +47,12 @@ def write_rule(store: Store, tenant_id: str, rule: AlertRule, deleted: bool = Fa
     }])
 
 
-def read_rule(store: Store, tenant_id: str, rule_id: str) -> AlertRule | None:
-    """One live rule of the tenant; None if it never existed or was deleted."""
+def read_rule(store: Store, tenant_id: str, rule_id: str, include_deleted: bool = False) -> AlertRule | None:
+    """One live rule of the tenant (or its last body, if deleted and `include_deleted`); None if it
+    never existed or was deleted."""
     rows = store.query(
         f"SELECT rule FROM {store.database}.alert_rules FINAL "
-        "WHERE tenant_id = {t:String} AND rule_id = {r:String} AND deleted = 0",
+        "WHERE tenant_id = {t:String} AND rule_id = {r:String}" + ("" if include_deleted else " AND deleted = 0"),
         {"t": tenant_id, "r": rule_id},
     ).to_dicts()
     return AlertRule.model_validate_json(rows[0]["rule"]) if rows else None

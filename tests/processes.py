@@ -100,6 +100,7 @@ class Worker:
             "LLMSCOPE_KAFKA_IDEMPOTENCE": "false",
             "LLMSCOPE_INGEST_TOPIC": settings.ingest_topic,
             "LLMSCOPE_DEADLETTER_TOPIC": settings.deadletter_topic,
+            "LLMSCOPE_EVENTS_TOPIC": settings.events_topic,
             "LLMSCOPE_WORKER_NAME": settings.worker_name,
             "LLMSCOPE_TOPIC_PARTITIONS": str(settings.topic_partitions),
             "LLMSCOPE_SINK_BATCH_SECONDS": "0.2",

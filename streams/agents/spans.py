@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 from collections.abc import Mapping
 
 import faust
@@ -28,8 +27,6 @@ from streams.policy_cache import PolicyCache
 from streams.retrying import retrying
 from streams.sink import StoreSink
 from streams.stages.pipeline import RawMessage
-
-log = logging.getLogger(__name__)
 
 
 def register(app: faust.App, settings: Settings, sink: StoreSink, policies: PolicyCache, live: LiveHub | None) -> None:

@@ -29,7 +29,8 @@ def private_settings(settings: Settings, name: str, **overrides: Any) -> Setting
     (tests/streams/test_worker.py runs one on the session topics) takes its messages."""
     tag = f"{name}-{uuid.uuid4().hex[:8]}"
     return settings.model_copy(
-        update={"ingest_topic": f"{tag}-ingest", "deadletter_topic": f"{tag}-dlq", "worker_name": f"{tag}-worker", **overrides}
+        update={"ingest_topic": f"{tag}-ingest", "deadletter_topic": f"{tag}-dlq", "events_topic": f"{tag}-events",
+                "worker_name": f"{tag}-worker", **overrides}
     )
 
 
