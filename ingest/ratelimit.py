@@ -8,6 +8,7 @@ import time
 from typing import Protocol
 
 from llmscope.errors import RateLimited
+from llmscope.metrics import RATE_LIMIT_DECISIONS
 from llmscope.redis import FailOpenRedis
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class RateLimiter(Protocol):
 
 
 def _denied(wait_ms: float) -> RateLimited:
+    RATE_LIMIT_DECISIONS.labels("limited").inc()
     return RateLimited(
         f"rate limit exceeded; retry in {wait_ms / 1000:.2f}s", retry_after=max(1, math.ceil(wait_ms / 1000))
     )
@@ -68,6 +70,7 @@ class LocalRateLimiter:
             self._buckets[name] = (tokens - (0 if wait else 1), now)
         if wait:
             raise _denied(wait)
+        RATE_LIMIT_DECISIONS.labels("allowed").inc()
 
 
 class RedisRateLimiter:
@@ -82,9 +85,13 @@ class RedisRateLimiter:
     async def acquire(self, tenant_id: str, key_id: str) -> None:
         # One hash tag per tenant keeps both keys in one Redis Cluster slot.
         keys = [f"llmscope:rl:{{{tenant_id}}}:key:{key_id}", f"llmscope:rl:{{{tenant_id}}}:tenant"]
-        wait = int(await self._redis.run(lambda: self._script(keys=keys, args=self._args), 0))
-        if wait:
-            raise _denied(wait)
+        wait = await self._redis.run(lambda: self._script(keys=keys, args=self._args), None)
+        if wait is None:
+            RATE_LIMIT_DECISIONS.labels("fail_open").inc()
+        elif int(wait):
+            raise _denied(int(wait))
+        else:
+            RATE_LIMIT_DECISIONS.labels("allowed").inc()
 
     async def close(self) -> None:
         await self._redis.close()
