@@ -30,6 +30,7 @@ def sent(ingest: IngestServer, sdk: Client) -> list[dict[str, Any]]:
 def check(event: dict[str, Any], text: str = "Hello from Claude") -> None:
     for key, value in USAGE.items():
         assert event[key] == value, key
+    assert event["usage_reported"] is True
     assert (event["provider"], event["operation"], event["status"]) == ("anthropic", "chat", "ok")
     assert (event["model"], event["response_model"]) == ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929")
     assert event["finish_reasons"] == ["end_turn"]

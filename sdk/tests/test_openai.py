@@ -44,6 +44,7 @@ def test_chat_non_streaming(llm: LLMServer, ingest: IngestServer, sdk: Client) -
     assert response.choices[0].message.content == "Hello there!"
     (event,) = sent(ingest, sdk)
     assert_usage(event, CHAT_USAGE)
+    assert event["usage_reported"] is True  # the provider said: its zeros would be real zeros, costing $0
     assert event["provider"] == "openai" and event["operation"] == "chat"
     assert (event["model"], event["response_model"]) == ("gpt-4o", "gpt-4o-2024-08-06")
     assert event["finish_reasons"] == ["stop"] and event["status"] == "ok"
@@ -90,6 +91,7 @@ def test_chat_streaming_with_usage_turned_off_is_respected(llm: LLMServer, inges
     assert len(chunks) == 4
     (event,) = sent(ingest, sdk)
     assert event.get("input_tokens", 0) == 0 and event["output"][0]["content"] == "Hello there!"
+    assert "usage_reported" not in event  # no usage came back: unknown, so the cost stays null, not $0
 
 
 def test_stream_abandoned_early_is_still_recorded(llm: LLMServer, ingest: IngestServer, sdk: Client) -> None:

@@ -92,6 +92,12 @@ def tokens(
     return counts
 
 
+def reported(usage: Any, counts: dict[str, int]) -> dict[str, int]:
+    """The counts, marked as stated when the provider sent a usage object at all: its zeros are real
+    zeros (a cached or refused call costs $0), while a call without one has unknown usage and cost."""
+    return {**counts, "usage_reported": True} if usage else counts
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 

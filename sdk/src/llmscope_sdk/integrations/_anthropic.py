@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmscope_sdk._events import field, given, plain, tokens
+from llmscope_sdk._events import field, given, plain, reported, tokens
 from llmscope_sdk.client import Client
 from llmscope_sdk.integrations._call import (
     LLMCall,
@@ -50,13 +50,13 @@ def anthropic_usage(usage: Any) -> dict[str, int]:
     base = field(usage, "input_tokens") or 0
     write = field(usage, "cache_creation_input_tokens") or 0
     read = field(usage, "cache_read_input_tokens") or 0
-    return tokens(
+    return reported(usage, tokens(
         base + write + read,
         field(usage, "output_tokens"),
         read,
         write,
         field(usage, "output_tokens_details", "thinking_tokens"),
-    )
+    ))
 
 
 def message_result(call: LLMCall, result: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmscope_sdk._events import field, given, tokens
+from llmscope_sdk._events import field, given, reported, tokens
 from llmscope_sdk.client import Client
 from llmscope_sdk.integrations._call import LLMCall, StreamWatcher, instrument, log
 
@@ -48,23 +48,23 @@ def wrap_openai(client: Any, *, llmscope_client: Client | None = None, provider:
 
 def chat_usage(usage: Any) -> dict[str, int]:
     """prompt_tokens already includes cached_tokens; reasoning_tokens is part of completion_tokens."""
-    return tokens(
+    return reported(usage, tokens(
         field(usage, "prompt_tokens"),
         field(usage, "completion_tokens"),
         field(usage, "prompt_tokens_details", "cached_tokens"),
         field(usage, "prompt_tokens_details", "cache_write_tokens"),
         field(usage, "completion_tokens_details", "reasoning_tokens"),
-    )
+    ))
 
 
 def responses_usage(usage: Any) -> dict[str, int]:
-    return tokens(
+    return reported(usage, tokens(
         field(usage, "input_tokens"),
         field(usage, "output_tokens"),
         field(usage, "input_tokens_details", "cached_tokens"),
         field(usage, "input_tokens_details", "cache_write_tokens"),
         field(usage, "output_tokens_details", "reasoning_tokens"),
-    )
+    ))
 
 
 def chat_result(call: LLMCall, result: Any) -> None:
@@ -96,7 +96,7 @@ def responses_result(call: LLMCall, result: Any) -> None:
 
 def embeddings_result(call: LLMCall, result: Any) -> None:
     usage = field(result, "usage")
-    call.finish(response_model=field(result, "model"), **tokens(field(usage, "prompt_tokens")))
+    call.finish(response_model=field(result, "model"), **reported(usage, tokens(field(usage, "prompt_tokens"))))
 
 
 class ChatStreamWatcher(StreamWatcher):
