@@ -281,9 +281,13 @@ async def test_the_anomalies_page_asks_the_api_with_its_filters(page: Page, cons
     await screenshot(page, "anomalies")
 
 
-async def test_the_alerts_page_lists_what_a_rule_fired_and_the_rules(page: Page, console: Console) -> None:
-    """A rule over tenant a's stored spans fires (the real evaluator in `up`); the page shows the
-    alert and the rule as the API answers them, and its status filter reaches the API."""
+async def test_an_alert_shows_in_the_live_tail_and_on_the_alerts_page(page: Page, console: Console) -> None:
+    """A rule over tenant a's stored spans fires (the real evaluator in `up`): the open live tail
+    tells of it, and the alerts page shows the alert and the rule as the API answers them; its
+    status filter reaches the API."""
+    await sign_in(page, console, console.a.key)
+    await page.goto(f"{console.url}/#/live")
+    await page.wait_for_selector("#live-status.conn-open")
     rule = {"name": "tenant a has traffic", "severity": "info",
             "condition": {"kind": "threshold", "metric": "requests", "comparison": ">", "value": 0, "window": "1h"}}
     r = httpx.post(f"{console.url}/api/v1/alert-rules", json=rule, headers={"authorization": f"Bearer {console.alerts_key}"})
@@ -292,8 +296,9 @@ async def test_the_alerts_page_lists_what_a_rule_fired_and_the_rules(page: Page,
     [alert] = wait_for(lambda: _api(console, console.a.key, "/alerts", rule_id=rule_id), timeout=90, interval=0.5)
     assert alert["status"] == "firing"
     assert all(a["alert_id"] != alert["alert_id"] for a in _api(console, console.b.key, "/alerts"))
+    notice = await page.wait_for_selector(f"#live-events li[data-alert-id='{alert['alert_id']}']", timeout=10_000)
+    assert "alert firing" in await notice.inner_text() and alert["summary"] in await notice.inner_text()
 
-    await sign_in(page, console, console.a.key)
     await page.goto(f"{console.url}/#/alerts")
     shown = f"#alerts-table tr[data-alert-id='{alert['alert_id']}']"
     await page.wait_for_selector(shown)
