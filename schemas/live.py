@@ -5,8 +5,8 @@ The worker publishes spans after their INSERT succeeded, so everything a live cl
 read back through the query API. Messages are built from spans-table rows (`Span.to_row`), the
 same dicts the sink writes: the previews are therefore of the redacted text, never the original.
 Every message has a `type`; clients ignore types they do not know, so new kinds join the stream
-without breaking them: `span`, and `anomaly` (an episode opened, grew or closed; never filtered
-by the span filters).
+without breaking them: `span`, `anomaly` (an episode opened, grew or closed) and `alert` (a rule's
+alert fired or resolved); the span filters apply to spans only.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from schemas.alert_events import AlertFiringEvent, AlertResolvedEvent
 
 PREVIEW_CHARS = 200
 CONTENT_CHARS = 16_000  # the trace view's full text, capped: attributes may hold 32 KB each
@@ -122,6 +124,12 @@ def anomaly_message(row: Mapping[str, Any], change: str) -> dict[str, Any]:
         "peak_observed": row["peak_observed"],
         "peak_expected": row["peak_expected"],
     }
+
+
+def alert_message(event: AlertFiringEvent | AlertResolvedEvent) -> dict[str, Any]:
+    """The live message for an alert that fired or resolved: the event's own data (GET /api/v1/alerts
+    answers the same fields), sent once the evaluator has stored the alert and the broker has the event."""
+    return {"type": "alert", "change": event.data.status, **event.data.model_dump(mode="json")}
 
 
 def content_text(attributes: Mapping[str, str], direction: Direction, limit: int = CONTENT_CHARS) -> str:

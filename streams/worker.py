@@ -59,7 +59,7 @@ def create_worker_app(
     sink = StoreSink(store)
     spans.register(app, settings, sink, PolicyCache(store, settings), live)
     rollups.register(app, settings, store)
-    alerts.register(app, settings, store, alert_clock)
+    alerts.register(app, settings, store, alert_clock, live)
     anomalies.register(app, settings, store, live)
     webhooks.register(app, settings, store)
     return app, sink

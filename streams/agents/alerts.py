@@ -30,9 +30,12 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 
+from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
+from schemas.alert_events import AlertFiringEvent, AlertResolvedEvent
 from schemas.alert_rows import StoredRule, alert_row, all_rules, read_states, write_alerts, write_states
+from schemas.live import alert_message
 from schemas.notifications import Notification
 from streams.alert_values import read_values
 from streams.alerting import RuleState, Transition, alert_event
@@ -109,8 +112,10 @@ class AlertEvaluator:
         return state.evaluate(stored.rule, now, values)
 
 
-def register(app: faust.App, settings: Settings, store: Store, clock: Clock = time.time) -> AlertEvaluator:
-    """The evaluator's timer on the leader; `clock` gives the time each tick floors to the minute."""
+def register(app: faust.App, settings: Settings, store: Store, clock: Clock = time.time,
+             live: LiveHub | None = None) -> AlertEvaluator:
+    """The evaluator's timer on the leader; `clock` gives the time each tick floors to the minute;
+    `live` gets each alert that fired or resolved."""
     topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
 
     async def send(note: Notification) -> None:
@@ -118,6 +123,8 @@ def register(app: faust.App, settings: Settings, store: Store, clock: Clock = ti
         # force: sent now and awaited, so the state is saved only once the broker has the event.
         sent = await topic.send(key=note.key(), value=note.to_bytes(), force=True)
         await sent
+        if live is not None and isinstance(note.event, (AlertFiringEvent, AlertResolvedEvent)):
+            await live.publish(note.tenant_id, [alert_message(note.event)])
 
     evaluator = AlertEvaluator(store, send)
 

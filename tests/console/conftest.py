@@ -42,6 +42,7 @@ class Console:
     a: Tenant  # the dev tenant `up` created
     b: Tenant  # a second tenant, created before `up` started
     b_ingest_only: str
+    alerts_key: str  # tenant a's (dev) key that may write alert rules
     tree_trace: str = ""  # tenant a's deep trace
     tree_order: list[tuple[str, int]] = field(default_factory=list)  # (span name, depth), depth-first
 
@@ -121,9 +122,13 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     _cli(data_dir, "migrate")
     key_b = _cli(data_dir, "create-key", "--tenant", "tenant-b", "--scopes", "ingest,read")
     b_ingest_only = _cli(data_dir, "create-key", "--tenant", "tenant-b", "--scopes", "ingest")
-    up = start_up(data_dir)
+    alerts_key = _cli(data_dir, "create-key", "--tenant", "dev", "--scopes", "alerts,read")
+    # Alert rules evaluated every second, not every minute: the alerts page test waits for one.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LLMSCOPE_ALERT_TICK_SECONDS", "1")
+        up = start_up(data_dir)
     try:
-        c = Console(up, Tenant(up.key), Tenant(key_b), b_ingest_only)
+        c = Console(up, Tenant(up.key), Tenant(key_b), b_ingest_only, alerts_key)
         _seed_tenant_a(c)
         _seed_tenant_b(c)
         wait_for(lambda: _stored(c, c.a) and _stored(c, c.b), timeout=60, interval=0.3)

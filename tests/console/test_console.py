@@ -11,6 +11,7 @@ import httpx
 import pytest
 from playwright.async_api import Page
 
+from tests.conftest import wait_for
 from tests.console.conftest import TIMEZONE, Console, screenshot, send, sign_in
 from tests.otlp_factory import llm_span
 
@@ -278,3 +279,36 @@ async def test_the_anomalies_page_asks_the_api_with_its_filters(page: Page, cons
     await page.wait_for_selector("#anomalies-table tbody tr")
     assert "Could not load anomalies" not in await _text(page)
     await screenshot(page, "anomalies")
+
+
+async def test_an_alert_shows_in_the_live_tail_and_on_the_alerts_page(page: Page, console: Console) -> None:
+    """A rule over tenant a's stored spans fires (the real evaluator in `up`): the open live tail
+    tells of it, and the alerts page shows the alert and the rule as the API answers them; its
+    status filter reaches the API."""
+    await sign_in(page, console, console.a.key)
+    await page.goto(f"{console.url}/#/live")
+    await page.wait_for_selector("#live-status.conn-open")
+    rule = {"name": "tenant a has traffic", "severity": "info",
+            "condition": {"kind": "threshold", "metric": "requests", "comparison": ">", "value": 0, "window": "1h"}}
+    r = httpx.post(f"{console.url}/api/v1/alert-rules", json=rule, headers={"authorization": f"Bearer {console.alerts_key}"})
+    assert r.status_code == 201, r.text
+    rule_id = r.json()["data"]["id"]
+    [alert] = wait_for(lambda: _api(console, console.a.key, "/alerts", rule_id=rule_id), timeout=90, interval=0.5)
+    assert alert["status"] == "firing"
+    assert all(a["alert_id"] != alert["alert_id"] for a in _api(console, console.b.key, "/alerts"))
+    notice = await page.wait_for_selector(f"#live-events li[data-alert-id='{alert['alert_id']}']", timeout=10_000)
+    assert "alert firing" in await notice.inner_text() and alert["summary"] in await notice.inner_text()
+
+    await page.goto(f"{console.url}/#/alerts")
+    shown = f"#alerts-table tr[data-alert-id='{alert['alert_id']}']"
+    await page.wait_for_selector(shown)
+    text = await page.inner_text(shown)
+    assert "tenant a has traffic" in text and "firing" in text and "requests > 0" in text
+    assert await page.locator(f"#rules-table tr[data-rule-id='{rule_id}']").count() == 1
+    await screenshot(page, "alerts")
+
+    await page.select_option("#alert-filters select[name=status]", "resolved")
+    await page.click("#alert-filters button[type=submit]")
+    await until(page, f"() => location.hash.includes('status=resolved') && !document.querySelector(\"{shown}\")"
+                      " && !document.querySelector('#alerts-table tbody').innerText.includes('Loading')")
+    assert "Could not load alerts" not in await _text(page)

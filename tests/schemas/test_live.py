@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
-from schemas.live import LiveFilter, anomaly_message, content_text, span_message
+from schemas.alert_events import AlertData, AlertFiringEvent, RuleRef
+from schemas.live import LiveFilter, alert_message, anomaly_message, content_text, span_message
 from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
@@ -67,3 +69,15 @@ def test_an_anomaly_row_becomes_a_message_with_the_apis_fields() -> None:
     assert message["started_at"] == "2026-12-06T22:40:00.000Z" and message["ended_at"] == "2026-12-06T22:47:00.000Z"
     assert message["peak_at"] == "2026-12-06T22:41:00.000Z" and message["peak_score"] == -9.5
     assert LiveFilter(service="chat-api", min_latency_ms=100).matches(message)  # span filters never hide it
+
+
+def test_an_alert_message_carries_the_alert_as_the_api_lists_it_and_passes_every_span_filter() -> None:
+    fired = datetime(2026, 12, 6, 12, 1, tzinfo=timezone.utc)
+    data = AlertData(alert_id="a1", status="firing", rule=RuleRef(id="rule_1", name="errors", kind="threshold",
+                     severity="critical"), metric="errors", comparison=">=", threshold=3, value=5, peak=5, window="5m",
+                     group_by=None, group=None, started_at=fired, fired_at=fired, summary="errors 5 (>= 3 over 5m)")
+    message = alert_message(AlertFiringEvent(id="evt_1", timestamp=fired, data=data))
+    assert message["type"] == "alert" and message["change"] == "firing"
+    assert message["alert_id"] == "a1" and message["rule"]["severity"] == "critical" and message["value"] == 5
+    assert message["fired_at"] == "2026-12-06T12:01:00Z"
+    assert LiveFilter(service="other", min_latency_ms=1).matches(message)  # filters choose spans, not alerts

@@ -1,7 +1,8 @@
 // Anomalies: the episodes the detectors found in the chosen range, open ones first to catch the eye,
 // with the series, the metric, and the peak against what was expected. Cursor paging like traces.
 import { api, window_ } from "../api.js";
-import { count, emptyRow, h, ms, percent, usd, when } from "../format.js";
+import { count, h, ms, percent, usd, when } from "../format.js";
+import { cursorPages } from "../paging.js";
 
 const METRICS = {
   requests: ["Requests / min", count],
@@ -52,7 +53,6 @@ function row(a) {
 export async function render(ctx) {
   const tbody = h("tbody");
   const pager = h("div", { class: "pager" });
-  const cursors = [null];
   ctx.el.replaceChildren(
     filterForm(ctx),
     h("section", { class: "panel flush" },
@@ -64,16 +64,8 @@ export async function render(ctx) {
   const filters = Object.fromEntries(["service", "provider", "model", "metric", "status"]
     .map((k) => [k, ctx.params.get(k)]).filter(([, v]) => v));
   const range = window_(ctx.range);
-  const failed = (err) => { if (err.name !== "AbortError") tbody.replaceChildren(emptyRow(8, `Could not load anomalies: ${err.message}`)); };
-
-  async function load() {
-    tbody.replaceChildren(emptyRow(8, "Loading…"));
-    const page = await api("/anomalies", { ...range, ...filters, limit: PAGE, cursor: cursors[cursors.length - 1] }, { signal: ctx.signal });
-    tbody.replaceChildren(...(page.data.length ? page.data.map(row) : [emptyRow(8, "No anomalies in this range.")]));
-    pager.replaceChildren(
-      h("span", { class: "muted small" }, `Page ${cursors.length}`),
-      h("button", { class: "ghost", id: "prev-page", disabled: cursors.length === 1, onclick: () => { cursors.pop(); load().catch(failed); } }, "← Newer"),
-      h("button", { class: "ghost", id: "next-page", disabled: !page.next_cursor, onclick: () => { cursors.push(page.next_cursor); load().catch(failed); } }, "Older →"));
-  }
-  await load();
+  await cursorPages({
+    tbody, pager, columns: 8, what: "anomalies", row,
+    fetchPage: (cursor) => api("/anomalies", { ...range, ...filters, limit: PAGE, cursor }, { signal: ctx.signal }),
+  })();
 }

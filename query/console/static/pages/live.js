@@ -1,5 +1,5 @@
 // Live tail: spans as they are stored, filtered in the server, with pause/resume, and anomaly
-// episodes as they open and close (never filtered). The key goes in the socket's first message
+// episodes and alerts as they open and close (never filtered). The key goes in the socket's first message
 // (browsers cannot set headers on a WebSocket; a URL would be logged).
 import { session } from "../api.js";
 import { clock, count, h, ms, statusPill, usd } from "../format.js";
@@ -23,7 +23,7 @@ export async function render(ctx) {
   const status = h("span", { class: "conn conn-connecting", id: "live-status" }, "connecting…");
   const heldNote = h("span", { class: "muted small", id: "live-held" });
   const notice = h("div", { class: "notice", hidden: true, id: "live-notice" });
-  const anomalies = h("ul", { class: "notice live-anomalies", hidden: true, id: "live-anomalies" });
+  const notices = h("ul", { class: "notice live-events", hidden: true, id: "live-events" });
   const tbody = h("tbody", { id: "live-rows" });
   const pause = h("button", { type: "button", id: "live-pause", onclick: () => togglePause() }, "Pause");
   const form = h("form", { class: "filters", id: "live-filters" },
@@ -36,7 +36,7 @@ export async function render(ctx) {
   tbody.append(empty);
   ctx.el.replaceChildren(
     h("div", { class: "toolbar" }, status, heldNote),
-    form, notice, anomalies,
+    form, notice, notices,
     h("section", { class: "panel flush" },
       h("table", { class: "table clickable live", id: "live-table" },
         h("thead", {}, h("tr", {}, ["Time", "Service", "Model", "Operation", "Status", "Latency", "Tokens in / out", "Cost", "User", "Input → output"]
@@ -76,12 +76,23 @@ export async function render(ctx) {
     const series = m.overall ? "all traffic" : [m.service, m.provider, m.model].join(" · ");
     const peak = m.metric === "latency_p95_ms" ? `${ms(m.peak_observed)} vs ${ms(m.peak_expected)} expected`
       : `${m.peak_observed.toPrecision(3)} vs ${m.peak_expected.toPrecision(3)} expected`;
-    anomalies.prepend(h("li", { "data-episode-id": m.episode_id },
+    addNotice(h("li", { "data-episode-id": m.episode_id },
       h("span", { class: `pill pill-${m.status}` }, `anomaly ${m.change}`), " ",
       clock(m.change === "closed" ? m.ended_at : m.started_at), ` ${m.metric} ${m.direction} for ${series}: ${peak} `,
       h("a", { href: "#/anomalies" }, "Anomalies →")));
-    while (anomalies.children.length > 5) anomalies.lastChild.remove();
-    anomalies.hidden = false;
+  }
+
+  function showAlert(m) {
+    addNotice(h("li", { "data-alert-id": m.alert_id },
+      h("span", { class: `pill pill-${m.status === "firing" ? "open" : "closed"}` }, `alert ${m.status}`), " ",
+      clock(m.status === "firing" ? m.fired_at : m.resolved_at), ` ${m.summary} `,
+      h("a", { href: "#/alerts" }, "Alerts →")));
+  }
+
+  function addNotice(li) {  // the five newest anomaly and alert changes, newest first
+    notices.prepend(li);
+    while (notices.children.length > 5) notices.lastChild.remove();
+    notices.hidden = false;
   }
 
   function togglePause() {
@@ -105,6 +116,8 @@ export async function render(ctx) {
       } else show(m);
     } else if (m.type === "anomaly") {
       showAnomaly(m);
+    } else if (m.type === "alert") {
+      showAlert(m);
     } else if (m.type === "ready") {
       state.retry = 500;
       setStatus("open", "live");
