@@ -16,7 +16,8 @@ from ingest.events import encode_event_messages, parse_events
 from ingest.otlp_codec import GRPC_CODE, OtlpStatus, decode_traces, encode_export_response, encode_status
 from ingest.otlp_validate import Validated, split_request, validate_spans
 from ingest.ratelimit import RateLimiter
-from llmscope.auth import KeyResolver
+from ingest.tenant_limits import TenantLimits
+from llmscope.auth import KeyResolver, Principal
 from llmscope.docs import install_docs
 from llmscope.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from llmscope.http import (
@@ -89,17 +90,36 @@ def create_ingest_app(
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app, {OTLP_PREFIX: _otlp_error})
     install_docs(app)  # offline Swagger UI + API-key security schemes
+    limits = TenantLimits(store, settings)
+
+    async def charge(request: Request, principal: Principal, spans: int) -> None:
+        """Take one request and `spans` spans from the key's and the tenant's budgets, or raise 429.
+        Charged once the body is decoded (its span count is known), before anything is produced."""
+        tenant = principal.tenant_id
+        quota = await limiter.acquire(tenant, principal.key_prefix, spans, limits.get(tenant))
+        if quota is None:
+            return  # the limiter is failing open
+        request.state.rate_limit_headers = quota.headers()
+        if not quota.allowed:
+            raise quota.denial()
+
+    @app.middleware("http")
+    async def rate_limit_headers(request: Request, call_next: Any) -> Response:
+        """The quota left, on the answer to every charged request: a 200 as well as a 429."""
+        response: Response = await call_next(request)
+        response.headers.update(getattr(request.state, "rate_limit_headers", {}))
+        return response
 
     @app.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON)", responses=_otlp_responses())
     async def export_traces(request: Request) -> Response:
         principal = await authenticate(request, resolver, "ingest")
-        await limiter.acquire(principal.tenant_id, principal.key_prefix)
         raw = await read_body(request, settings.max_body_bytes)
         content_type = request.headers.get("content-type")
         encoding = request.headers.get("content-encoding")
         heavy = len(raw) > (_OFFLOAD_COMPRESSED_BYTES if encoding else _OFFLOAD_BYTES) or _wants_json(request)
         args = (raw, content_type, encoding, settings, time.time_ns())
         validated, chunks = await asyncio.to_thread(_decode, *args) if heavy else _decode(*args)
+        await charge(request, principal, validated.accepted + validated.rejected)
         if chunks:
             received = time.time_ns()
             await asyncio.gather(
@@ -117,12 +137,12 @@ def create_ingest_app(
     )
     async def submit_events(request: Request) -> JSONResponse:
         principal = await authenticate(request, resolver, "ingest")
-        await limiter.acquire(principal.tenant_id, principal.key_prefix)
         if not _wants_json(request):
             raise UnsupportedMediaType("events must be sent as application/json")
         raw = await read_body(request, settings.events_max_bytes)
         body = decompress(raw, request.headers.get("content-encoding"), settings.events_max_bytes)
         events, rejected = parse_events(body, settings.events_max_count)
+        await charge(request, principal, len(events) + len(rejected))
         received = time.time_ns()
         await asyncio.gather(
             *(

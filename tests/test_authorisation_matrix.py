@@ -129,7 +129,7 @@ def world(store: Store) -> World:
 async def apps(settings: Settings, store: Store, world: World) -> AsyncIterator[dict[str, FastAPI]]:
     resolver = KeyResolver(store, 30.0)
     producer = IngestProducer(settings)
-    limiter = LocalRateLimiter(10_000.0, 10_000.0, 1.0)
+    limiter = LocalRateLimiter()
     yield {"query": create_query_app(settings, store, resolver), "ingest": create_ingest_app(settings, store, producer, resolver, limiter)}
     await resolver.close()
     await producer.close()
