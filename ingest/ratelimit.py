@@ -104,12 +104,13 @@ class Quota:
         takes to fill from empty), partitioned (`pk`) by key or tenant. RateLimit: `r` units left
         now, `t` seconds until the bucket is full again. Span policies count spans (no registered
         quota unit names them, so `qu` is left out)."""
-        policies, states = [], []
+        policies: http_sf.ListType = []
+        states: http_sf.ListType = []
         for b, level in zip(self.buckets, self.levels):
-            size = {"q": math.floor(b.size), "w": math.ceil(b.size / b.rate), "pk": b.partition.encode()}
-            policies.append((b.policy, size))
-            left = {"r": max(0, math.floor(level)), "t": math.ceil(max(0.0, b.size - level) / b.rate)}
-            states.append((b.policy, left))
+            size = math.ceil(b.size / b.rate)
+            policies.append((b.policy, {"q": math.floor(b.size), "w": size, "pk": b.partition.encode()}))
+            refill = math.ceil(max(0.0, b.size - level) / b.rate)
+            states.append((b.policy, {"r": max(0, math.floor(level)), "t": refill}))
         return {"RateLimit-Policy": http_sf.ser(policies), "RateLimit": http_sf.ser(states)}
 
 

@@ -32,9 +32,9 @@ GENEROUS = {
 async def make_client(
     settings: Settings, store: Store, limiter: RateLimiter | None = None, **limits: float
 ) -> tuple[httpx.AsyncClient, IngestProducer]:
-    """An ingest app over ASGI; `limits` are rate-limit settings (rate_limit_...), else GENEROUS ones."""
+    """An ingest app over ASGI; `limits` are rate-limit settings (rate_limit_...) over GENEROUS ones."""
     producer = IngestProducer(settings)
-    limited = settings.model_copy(update=limits or GENEROUS)
+    limited = settings.model_copy(update=GENEROUS | limits)
     app = create_ingest_app(limited, store, producer, KeyResolver(store, 30.0), limiter or LocalRateLimiter())
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest")
     return client, producer
