@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import http_sf
+from http_sf.types import ParamsType
 
 from llmscope.errors import RateLimited
 from llmscope.redis import FailOpenRedis
@@ -107,10 +108,10 @@ class Quota:
         policies: http_sf.ListType = []
         states: http_sf.ListType = []
         for b, level in zip(self.buckets, self.levels):
-            size = math.ceil(b.size / b.rate)
-            policies.append((b.policy, {"q": math.floor(b.size), "w": size, "pk": b.partition.encode()}))
-            refill = math.ceil(max(0.0, b.size - level) / b.rate)
-            states.append((b.policy, {"r": max(0, math.floor(level)), "t": refill}))
+            terms: ParamsType = {"q": math.floor(b.size), "w": math.ceil(b.size / b.rate), "pk": b.partition.encode()}
+            now: ParamsType = {"r": max(0, math.floor(level)), "t": math.ceil(max(0.0, b.size - level) / b.rate)}
+            policies.append((b.policy, terms))
+            states.append((b.policy, now))
         return {"RateLimit-Policy": http_sf.ser(policies), "RateLimit": http_sf.ser(states)}
 
 
