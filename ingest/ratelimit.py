@@ -25,30 +25,38 @@ log = logging.getLogger(__name__)
 
 # All buckets are checked and charged in one atomic step; a denied request charges none.
 # Redis TIME is the single clock, so replicas of ingest share one notion of "now".
-# ARGV holds (rate per second, size, cost) per key. Returns the wait in ms (0: allowed) and each
-# bucket's level after the request, as text (Redis would truncate a Lua number to an integer).
+# One hash per partition (the key, the tenant) holds its two buckets: requests (r) and spans (s).
+# ARGV holds (rate per second, size, cost) per bucket, in the order of `buckets()`. Returns the
+# wait in ms (0: allowed) and each bucket's level after the request, as text (Redis would
+# truncate a Lua number to an integer).
 _LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local wait, levels = 0, {}
 for i, key in ipairs(KEYS) do
-  local rate, size, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
-  local s = redis.call('HMGET', key, 'tokens', 'ts')
-  local have = tonumber(s[1]) or size
-  local ts = tonumber(s[2]) or now
-  have = math.min(size, have + math.max(0, now - ts) * rate / 1000)
-  local need = math.min(cost, size)
-  if have < need then wait = math.max(wait, math.ceil((need - have) * 1000 / rate)) end
-  levels[i] = have
+  local s = redis.call('HMGET', key, 'r', 's', 'ts')
+  local ts = tonumber(s[3]) or now
+  for j = 1, 2 do
+    local n = 2 * (i - 1) + j
+    local rate, size, cost = tonumber(ARGV[3*n-2]), tonumber(ARGV[3*n-1]), tonumber(ARGV[3*n])
+    local have = math.min(size, (tonumber(s[j]) or size) + math.max(0, now - ts) * rate / 1000)
+    local need = math.min(cost, size)
+    if have < need then wait = math.max(wait, math.ceil((need - have) * 1000 / rate)) end
+    levels[n] = have
+  end
 end
 local out = {wait}
 for i, key in ipairs(KEYS) do
-  local rate, size, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
-  local left = levels[i]
-  if wait == 0 then left = left - cost end
-  redis.call('HSET', key, 'tokens', tostring(left), 'ts', now)
-  redis.call('PEXPIRE', key, math.ceil((size - left) * 1000 / rate) + 1000)
-  out[i + 1] = tostring(left)
+  local full_in = 0
+  for j = 1, 2 do
+    local n = 2 * (i - 1) + j
+    local rate, size, cost = tonumber(ARGV[3*n-2]), tonumber(ARGV[3*n-1]), tonumber(ARGV[3*n])
+    if wait == 0 then levels[n] = levels[n] - cost end
+    full_in = math.max(full_in, math.ceil((size - levels[n]) * 1000 / rate))
+    out[n + 1] = tostring(levels[n])
+  end
+  redis.call('HSET', key, 'r', tostring(levels[2*i-1]), 's', tostring(levels[2*i]), 'ts', now)
+  redis.call('PEXPIRE', key, full_in + 1000)
 end
 return out
 """
@@ -67,6 +75,7 @@ class Bucket:
 
 
 def buckets(tenant_id: str, key_id: str, spans: int, limits: RateLimits) -> list[Bucket]:
+    """The key's requests and spans, then the tenant's (the order the Lua script expects)."""
     def size(rate: float) -> float:
         return max(1.0, rate * limits.burst_seconds)
 
@@ -155,7 +164,7 @@ class RedisRateLimiter:
     async def acquire(self, tenant_id: str, key_id: str, spans: int, limits: RateLimits) -> Quota | None:
         spec = buckets(tenant_id, key_id, spans, limits)
         # One hash tag per tenant keeps all its buckets in one Redis Cluster slot.
-        keys = [f"llmscope:rl:{{{tenant_id}}}:{b.policy}:{b.partition}" for b in spec]
+        keys = [f"llmscope:rl:{{{tenant_id}}}:key:{key_id}", f"llmscope:rl:{{{tenant_id}}}:tenant"]
         args = [x for b in spec for x in (b.rate, b.size, b.cost)]
         reply = await self._redis.run(lambda: self._script(keys=keys, args=args), None)
         if reply is None:
