@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ingest.decompress import decompress
+from ingest.early_refusals import EarlyRefusals
 from ingest.events import encode_event_messages, parse_events
 from ingest.otlp_codec import GRPC_CODE, OtlpStatus, decode_traces, encode_export_response, encode_status
 from ingest.otlp_validate import Validated, split_request, validate_spans
@@ -91,6 +92,14 @@ def create_ingest_app(
     install_error_handlers(app, {OTLP_PREFIX: _otlp_error})
     install_docs(app)  # offline Swagger UI + API-key security schemes
     limits = TenantLimits(store, settings)
+    refusals = EarlyRefusals()
+
+    def refuse_early(request: Request, principal: Principal) -> None:
+        """429 before the body is read, while the key's last charge says no request can pass."""
+        quota = refusals.refusal(principal.tenant_id, principal.key_prefix)
+        if quota is not None:
+            request.state.rate_limit_headers = quota.headers()
+            raise quota.denial()
 
     async def charge(request: Request, principal: Principal, spans: int) -> None:
         """Take one request and `spans` spans from the key's and the tenant's budgets, or raise 429.
@@ -99,6 +108,7 @@ def create_ingest_app(
         quota = await limiter.acquire(tenant, principal.key_prefix, spans, limits.get(tenant))
         if quota is None:
             return  # the limiter is failing open
+        refusals.note(tenant, principal.key_prefix, quota)
         request.state.rate_limit_headers = quota.headers()
         if not quota.allowed:
             raise quota.denial()
@@ -113,6 +123,7 @@ def create_ingest_app(
     @app.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON)", responses=_otlp_responses())
     async def export_traces(request: Request) -> Response:
         principal = await authenticate(request, resolver, "ingest")
+        refuse_early(request, principal)
         raw = await read_body(request, settings.max_body_bytes)
         content_type = request.headers.get("content-type")
         encoding = request.headers.get("content-encoding")
@@ -137,6 +148,7 @@ def create_ingest_app(
     )
     async def submit_events(request: Request) -> JSONResponse:
         principal = await authenticate(request, resolver, "ingest")
+        refuse_early(request, principal)
         if not _wants_json(request):
             raise UnsupportedMediaType("events must be sent as application/json")
         raw = await read_body(request, settings.events_max_bytes)

@@ -14,7 +14,7 @@ import base64
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from llmscope.errors import RateLimited
@@ -65,13 +65,15 @@ return out
 @dataclass(frozen=True, slots=True)
 class Bucket:
     """One bucket a request draws from: its policy name in the headers, whose it is (the key's
-    prefix or the tenant), its refill rate per second, its size and what this request costs."""
+    prefix or the tenant), its refill rate per second, its size, what this request costs and the
+    least any request costs (one request; no spans)."""
 
     policy: str
     partition: str
     rate: float
     size: float
     cost: int
+    least: int
 
 
 def buckets(tenant_id: str, key_id: str, spans: int, limits: RateLimits) -> list[Bucket]:
@@ -80,11 +82,16 @@ def buckets(tenant_id: str, key_id: str, spans: int, limits: RateLimits) -> list
         return max(1.0, rate * limits.burst_seconds)
 
     return [
-        Bucket("key-requests", key_id, limits.key_requests_per_second, size(limits.key_requests_per_second), 1),
-        Bucket("key-spans", key_id, limits.key_spans_per_second, size(limits.key_spans_per_second), spans),
-        Bucket("tenant-requests", tenant_id, limits.tenant_requests_per_second, size(limits.tenant_requests_per_second), 1),
-        Bucket("tenant-spans", tenant_id, limits.tenant_spans_per_second, size(limits.tenant_spans_per_second), spans),
+        Bucket("key-requests", key_id, limits.key_requests_per_second, size(limits.key_requests_per_second), 1, 1),
+        Bucket("key-spans", key_id, limits.key_spans_per_second, size(limits.key_spans_per_second), spans, 0),
+        Bucket("tenant-requests", tenant_id, limits.tenant_requests_per_second, size(limits.tenant_requests_per_second), 1, 1),
+        Bucket("tenant-spans", tenant_id, limits.tenant_spans_per_second, size(limits.tenant_spans_per_second), spans, 0),
     ]
+
+
+def _wait_ms(spec: list[Bucket], levels: list[float]) -> float:
+    """How long until every bucket holds what the request costs (a bucket smaller than that: full)."""
+    return max(0.0, *((min(b.cost, b.size) - level) * 1000 / b.rate for b, level in zip(spec, levels)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,13 @@ class Quota:
     @property
     def allowed(self) -> bool:
         return self.wait_ms <= 0
+
+    def aged(self, seconds: float) -> Quota:
+        """This quota `seconds` later, for the next request whatever its size: the buckets refilled
+        meanwhile, by this process's count (other replicas may have drawn from them too)."""
+        spec = [replace(b, cost=b.least) for b in self.buckets]
+        levels = [min(b.size, level + seconds * b.rate) for b, level in zip(spec, self.levels)]
+        return Quota(spec, levels, _wait_ms(spec, levels))
 
     def denial(self) -> RateLimited:
         violated = [b.policy for b, level in zip(self.buckets, self.levels) if level < min(b.cost, b.size)]
@@ -138,14 +152,11 @@ class LocalRateLimiter:
         now = time.monotonic()
         spec = buckets(tenant_id, key_id, spans, limits)
         names = [f"{tenant_id}:{b.policy}:{b.partition}" for b in spec]
-        levels, wait = [], 0.0
+        levels = []
         for name, b in zip(names, spec):
             level, at = self._levels.get(name, (b.size, now))
-            level = min(b.size, level + (now - at) * b.rate)
-            need = min(b.cost, b.size)
-            if level < need:
-                wait = max(wait, (need - level) * 1000 / b.rate)
-            levels.append(level)
+            levels.append(min(b.size, level + (now - at) * b.rate))
+        wait = _wait_ms(spec, levels)
         if not wait:
             levels = [level - b.cost for level, b in zip(levels, spec)]
         for name, level in zip(names, levels):

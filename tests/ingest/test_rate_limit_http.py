@@ -66,6 +66,23 @@ async def test_answers_carry_the_quota_left_and_a_429_says_when_to_retry(
     assert as_json.status_code == 429 and as_json.json()["code"] == 8 and "ratelimit" in as_json.headers
 
 
+async def test_while_no_request_can_pass_the_body_is_not_even_read(
+    settings: Settings, store: Store, make_limiter: MakeLimiter, run_id: str
+) -> None:
+    key = create_key(store, f"{run_id}-t", "rate", {"ingest"})
+    client, producer = await make_client(settings, store, make_limiter(), rate_limit_per_key=0.5, rate_limit_burst_seconds=2.0)
+    async with client:
+        first = await client.post("/v1/traces", content=spans(1), headers={**PB, **auth(key)})
+        garbage = await client.post("/v1/traces", content=b"\xff not protobuf", headers={**PB, **auth(key)})
+        events = await client.post("/api/v1/events", content=b"{not json", headers={**JS, **auth(key)})
+    await producer.close()
+    assert first.status_code == 200
+    # Decoded, these would be 400s: refused first, they cost neither a decode nor a Redis call.
+    assert [garbage.status_code, events.status_code] == [429, 429]
+    assert garbage.headers["retry-after"] == "2" and left(garbage)["key-requests"] == 0  # a token every 2 s
+    assert status_pb2.Status.FromString(garbage.content).code == 8
+
+
 async def test_a_big_export_uses_up_the_span_budget_and_a_small_one_then_waits(
     settings: Settings, store: Store, make_limiter: MakeLimiter, run_id: str
 ) -> None:
