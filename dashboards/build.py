@@ -2,10 +2,12 @@
 
 Plain classic dashboard JSON (loads through file provisioning in Grafana 9-13) rather than a
 builder library: grafana-foundation-sdk needs an exact epoch!version pin per Grafana release and
-grafanalib is unmaintained, while the JSON model is small and stable. Panels query ClickHouse
-through the official datasource (uid below) and reuse the rollup SQL of schemas/rollup.py, so
-Grafana and the query API compute the same percentiles, and count what the API counts: model calls
-(schemas/operations.py), not the agent and tool spans around them.
+grafanalib is unmaintained, while the JSON model is small and stable. The LLM dashboards query
+ClickHouse through the official datasource (uid below) and reuse the rollup SQL of
+schemas/rollup.py, so Grafana and the query API compute the same percentiles, and count what the
+API counts: model calls (schemas/operations.py), not the agent and tool spans around them. The
+pipeline's own health comes from Prometheus, which scrapes every role's /metrics
+(llmscope/metrics.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from schemas.operations import model_call_sql
 from schemas.rollup import quantile_sql
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "llmscope-clickhouse"}
+PROMETHEUS = {"type": "prometheus", "uid": "llmscope-prometheus"}
 OUT = Path(__file__).resolve().parent / "json"
 MINUTES = "llmscope.rollup_minute FINAL"
 SPANS = "llmscope.spans FINAL"
@@ -127,7 +130,127 @@ def overview() -> dict[str, Any]:
     }
 
 
-DASHBOARDS = {"llmscope-overview.json": overview}
+def _prom_panel(
+    pid: int, title: str, kind: str, exprs: dict[str, str], pos: tuple[int, int, int, int], unit: str = "short"
+) -> dict[str, Any]:
+    """A panel of PromQL queries: legend -> expression."""
+    x, y, w, h = pos
+    targets = [
+        {"refId": chr(ord("A") + i), "datasource": PROMETHEUS, "expr": expr, "legendFormat": legend}
+        for i, (legend, expr) in enumerate(exprs.items())
+    ]
+    return {
+        "id": pid,
+        "title": title,
+        "type": kind,
+        "datasource": PROMETHEUS,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": targets,
+    }
+
+
+def _rate(metric: str, by: str = "", where: str = "") -> str:
+    selector = f"{metric}{{{where}}}" if where else metric
+    grouping = f" by ({by}) " if by else ""
+    return f"sum{grouping}(rate({selector}[$__rate_interval]))"
+
+
+def _p95(histogram: str, by: str, where: str = "") -> str:
+    return f"histogram_quantile(0.95, {_rate(histogram + '_bucket', 'le, ' + by if by else 'le', where)})"
+
+
+def pipeline() -> dict[str, Any]:
+    """The pipeline's own health: what came in, how fast it was stored, what is waiting or failing."""
+    cache = "llmscope_query_cache_requests_total"
+    panels = [
+        _prom_panel(1, "Roles up", "stat", {"{{job}} {{instance}}": 'up{job=~"llmscope-.*"}'}, (0, 0, 8, 4)),
+        _prom_panel(2, "Consumer lag (messages)", "stat", {"lag": "sum(max by (topic, partition) (llmscope_consumer_lag_messages))"}, (8, 0, 8, 4)),
+        _prom_panel(3, "Store writes failing now", "stat", {"failing": "sum(llmscope_sink_failing_writes)"}, (16, 0, 8, 4)),
+        _prom_panel(
+            4, "Spans accepted and rejected per second", "timeseries",
+            {
+                "accepted {{format}}": _rate("llmscope_spans_accepted_total", "format"),
+                "rejected {{reason}}": _rate("llmscope_spans_rejected_total", "reason"),
+            },
+            (0, 4, 12, 8), "ops",
+        ),
+        _prom_panel(
+            5, "HTTP requests per second by status", "timeseries",
+            {"{{app}} {{status}}": _rate("llmscope_http_request_duration_seconds_count", "app, status")},
+            (12, 4, 12, 8), "reqps",
+        ),
+        _prom_panel(
+            6, "HTTP latency p95 by route", "timeseries",
+            {"{{app}} {{method}} {{route}}": _p95("llmscope_http_request_duration_seconds", "app, method, route")},
+            (0, 12, 12, 8), "s",
+        ),
+        _prom_panel(
+            7, "Kafka produce latency p95 and failures", "timeseries",
+            {
+                "p95": _p95("llmscope_kafka_produce_duration_seconds", "", 'outcome="ok"'),
+                "failed per second": _rate("llmscope_kafka_produce_duration_seconds_count", "", 'outcome="failed"'),
+            },
+            (12, 12, 12, 8), "s",
+        ),
+        _prom_panel(
+            8, "Consumer lag per partition", "timeseries",
+            {"{{topic}} {{partition}}": "max by (topic, partition) (llmscope_consumer_lag_messages)"},
+            (0, 20, 12, 8),
+        ),
+        _prom_panel(
+            9, "Rows stored per second by table", "timeseries",
+            {"{{table}}": _rate("llmscope_sink_batch_rows_sum", "table")},
+            (12, 20, 12, 8), "ops",
+        ),
+        _prom_panel(
+            10, "Store insert latency p95 (retries included)", "timeseries",
+            {"{{table}}": _p95("llmscope_sink_write_duration_seconds", "table")},
+            (0, 28, 12, 8), "s",
+        ),
+        _prom_panel(
+            11, "Store retries and dead letters per second", "timeseries",
+            {
+                "retries {{table}}": _rate("llmscope_store_retries_total", "table"),
+                "dead letters {{kind}}": _rate("llmscope_dead_letters_total", "kind"),
+            },
+            (12, 28, 12, 8), "ops",
+        ),
+        _prom_panel(
+            12, "Rate-limit decisions per second", "timeseries",
+            {"{{decision}}": _rate("llmscope_rate_limit_decisions_total", "decision")},
+            (0, 36, 8, 8), "ops",
+        ),
+        _prom_panel(
+            13, "Query cache hit ratio", "timeseries",
+            {
+                "hit ratio": _rate(cache, "", 'result="hit"') + " / " + _rate(cache, "", 'result=~"hit|miss"'),
+                "errors per second": _rate(cache, "", 'result="error"'),
+            },
+            (8, 36, 8, 8), "percentunit",
+        ),
+        _prom_panel(
+            14, "Webhook deliveries per second by outcome", "timeseries",
+            {"{{outcome}}": _rate("llmscope_webhook_deliveries_total", "outcome")},
+            (16, 36, 8, 8), "ops",
+        ),
+    ]
+    return {
+        "uid": "llmscope-pipeline",
+        "title": "LLMScope pipeline health",
+        "tags": ["llmscope"],
+        "timezone": "utc",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": False,
+        "refresh": "30s",
+        "time": {"from": "now-3h", "to": "now"},
+        "templating": {"list": []},
+        "panels": panels,
+    }
+
+
+DASHBOARDS = {"llmscope-overview.json": overview, "llmscope-pipeline.json": pipeline}
 
 
 def render(build: Any) -> str:

@@ -30,6 +30,7 @@ from llmscope.http import (
     store_answers,
 )
 from llmscope.kafka import IngestProducer
+from llmscope.metrics import RATE_LIMIT_DECISIONS, SPANS_ACCEPTED, SPANS_REJECTED, install_metrics
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.event import EventBatch
@@ -89,6 +90,7 @@ def create_ingest_app(
 ) -> FastAPI:
     app = FastAPI(title="LLMScope ingest", version="0.1.0", docs_url=None)
     app.add_middleware(RequestIdMiddleware)
+    install_metrics(app, "ingest")
     install_error_handlers(app, {OTLP_PREFIX: _otlp_error})
     install_docs(app)  # offline Swagger UI + API-key security schemes
     limits = TenantLimits(store, settings)
@@ -98,6 +100,7 @@ def create_ingest_app(
         """429 before the body is read, while the key's last charge says no request can pass."""
         quota = refusals.refusal(principal.tenant_id, principal.key_prefix)
         if quota is not None:
+            RATE_LIMIT_DECISIONS.labels("limited").inc()
             request.state.rate_limit_headers = quota.headers()
             raise quota.denial()
 
@@ -107,9 +110,11 @@ def create_ingest_app(
         tenant = principal.tenant_id
         quota = await limiter.acquire(tenant, principal.key_prefix, spans, limits.get(tenant))
         if quota is None:
-            return  # the limiter is failing open
+            RATE_LIMIT_DECISIONS.labels("fail_open").inc()  # Redis did not answer: let it through
+            return
         refusals.note(tenant, principal.key_prefix, quota)
         request.state.rate_limit_headers = quota.headers()
+        RATE_LIMIT_DECISIONS.labels("allowed" if quota.allowed else "limited").inc()
         if not quota.allowed:
             raise quota.denial()
 
@@ -136,6 +141,7 @@ def create_ingest_app(
             await asyncio.gather(
                 *(producer.send(IngestMessage(principal.tenant_id, FORMAT_OTLP_TRACES, received, c)) for c in chunks)
             )
+        _count(FORMAT_OTLP_TRACES, validated.accepted, validated.rejected_by)
         as_json = _wants_json(request)
         body = encode_export_response(validated.rejected, validated.error_message, as_json)
         return Response(body, media_type=JSON if as_json else PROTOBUF)
@@ -162,10 +168,18 @@ def create_ingest_app(
                 for value in encode_event_messages(events, settings.max_message_bytes)
             )
         )
+        _count(FORMAT_SDK_EVENTS, len(events), {"invalid_event": len(rejected)} if rejected else {})
         return JSONResponse({"accepted": len(events), "rejected": rejected})
 
     install_health(app, {"broker": producer.reachable, "store": store_answers(store)}, "Readiness: broker and store reachable")
     return app
+
+
+def _count(fmt: str, accepted: int, rejected_by: dict[str, int]) -> None:
+    """Counted once the broker acknowledged: a request that fails is retried and counted then."""
+    SPANS_ACCEPTED.labels(fmt).inc(accepted)
+    for reason, count in rejected_by.items():
+        SPANS_REJECTED.labels(fmt, reason).inc(count)
 
 
 def _otlp_error(request: Request, status: int, code: str, message: str, retry_after: int | None) -> Response:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -31,6 +31,17 @@ _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _MAX_REASONS = 5
 _MAX_ERROR_MESSAGE = 1024
+# A reason's stable code (for metrics) by how its message starts; the messages carry the limits.
+_REASON_CODES = (
+    ("invalid ", "invalid_id"),
+    ("missing start", "missing_start_time"),
+    ("end before start", "end_before_start"),
+    ("start time more than", "start_time_out_of_range"),
+    ("duration over", "duration_too_long"),
+    ("a time outside", "time_not_storable"),
+    ("token count over", "implausible_token_count"),
+    ("more than ", "too_large"),
+)
 
 
 @dataclass
@@ -39,6 +50,12 @@ class Validated:
     accepted: int
     rejected: int
     error_message: str
+    rejected_by: dict[str, int] = field(default_factory=dict)  # reason code -> spans
+
+
+def reason_code(reason: str) -> str:
+    """A rejection reason's stable code: the message names limits, the code stays fixed."""
+    return next((code for prefix, code in _REASON_CODES if reason.startswith(prefix)), "other")
 
 
 def validate_spans(
@@ -93,7 +110,10 @@ def validate_spans(
     if cut:
         note = f"{cut} attribute value(s) longer than {MAX_VALUE_BYTES} bytes were cut to that size"
         message = f"{message}; {note}" if message else note
-    return Validated(request, accepted, rejected, message)
+    rejected_by: Counter[str] = Counter()
+    for reason, count in reasons.items():
+        rejected_by[reason_code(reason)] += count
+    return Validated(request, accepted, rejected, message, dict(rejected_by))
 
 
 def _reject_reason(span: trace_pb2.Span, earliest: int, latest: int, too_early: str, too_late: str) -> str | None:

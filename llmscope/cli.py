@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from llmscope import admin_client
+from llmscope.logs import configure_logging
 from llmscope.settings import Settings, SettingsError, load_settings
 
 
@@ -73,14 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # The client commands print their answer on stdout; their log lines must not mix into it.
     client = args.role in ("create-key", "tenants", "keys")
-    logging.basicConfig(
-        level=settings.log_level, stream=sys.stderr if client else sys.stdout,
-        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
-    )  # fmt: skip
-    from llmscope.http import RequestIdLogFilter
-
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RequestIdLogFilter())
+    configure_logging(settings.log_level, settings.log_format, args.role, sys.stderr if client else sys.stdout)
     from llmscope import roles
 
     if args.role == "migrate":

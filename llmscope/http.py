@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -22,36 +21,25 @@ from starlette.responses import Response
 
 from llmscope.auth import KeyResolver, Principal, extract_key
 from llmscope.errors import LLMScopeError
+from llmscope.logs import request_id_var, tenant_var
 from llmscope.storage import Store
 
 REQUEST_ID_HEADER = "x-request-id"
 
 log = logging.getLogger(__name__)
 
-# The request being served, for log lines (tasks started while serving it inherit it).
-current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
 class RequestIdMiddleware(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         request.state.request_id = rid
-        token = current_request_id.set(rid)
+        token = request_id_var.set(rid)  # on every log line the request causes (llmscope/logs.py)
         try:
             response = await call_next(request)
         finally:
-            current_request_id.reset(token)
+            request_id_var.reset(token)
         response.headers[REQUEST_ID_HEADER] = rid
         return response
-
-
-class RequestIdLogFilter(logging.Filter):
-    """Gives every log record a `request_id`: the request it was logged while serving, else '-'."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id.get()
-        return True
 
 
 def request_id(request: Request) -> str:
@@ -113,7 +101,8 @@ def install_error_handlers(app: FastAPI, wire_formats: Mapping[str, ErrorEncoder
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s (request id %s)", request.url.path, request_id(request))
+        rid = request_id(request)  # outside the middleware that set it for the request's other lines
+        log.exception("unhandled error on %s (request id %s)", request.url.path, rid, extra={"request_id": rid})
         return answer(request, 500, "internal", "internal error; quote the request id when reporting it")
 
 
@@ -130,6 +119,11 @@ class Readiness(BaseModel):
 
     status: Literal["ready", "unavailable"]
     checks: dict[str, bool] = Field(description="Each dependency: whether it answered just now.")
+    errors: dict[str, str] = Field(default_factory=dict, description="Why a failing check fails, where known.")
+
+
+class CheckFailed(Exception):
+    """Raised by a readiness check that knows why it fails; the message goes into `errors`."""
 
 
 Check = Callable[[], Awaitable[bool]]
@@ -156,9 +150,16 @@ def install_health(
         responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "A dependency does not answer."}},
     )
     async def ready() -> JSONResponse:
-        results = {name: await check() for name, check in checks.items()}
+        results, errors = {}, {}
+        for name, check in checks.items():
+            try:
+                results[name] = await check()
+            except CheckFailed as exc:
+                results[name], errors[name] = False, str(exc)
         ok = all(results.values())
         body: dict[str, Any] = {"status": "ready" if ok else "unavailable", "checks": results}
+        if errors:
+            body["errors"] = errors
         if ok and extra is not None:
             body.update(await extra())
         return JSONResponse(body, status_code=200 if ok else 503)
@@ -168,6 +169,7 @@ async def authenticate(request: Request, resolver: KeyResolver, scope: str, *alt
     """The caller's principal, if its key holds `scope` or one of the alternatives."""
     key = extract_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
     principal = await resolver.resolve(key, request.client.host if request.client else "")
+    tenant_var.set(principal.tenant_id)  # the rest of the request's log lines name its tenant
     request.state.principal = principal  # for the audit log (llmscope/audit.py), also when the scope is missing
     principal.require(scope, *alternatives)
     return principal
@@ -211,5 +213,6 @@ class Server(uvicorn.Server):
 
 
 def make_server(app: FastAPI, host: str, port: int) -> Server:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    # log_config=None: uvicorn's lines go through our handler (JSON or text, secrets masked).
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", log_config=None)
     return Server(config)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from llmscope.errors import Unavailable
+from llmscope.metrics import CONSUMER_LAG, KAFKA_PRODUCE_SECONDS
 from llmscope.settings import Settings
 from schemas.messages import IngestMessage
 
@@ -80,6 +82,7 @@ class IngestProducer:
         if self._producer is None:
             await self.connect()
         assert self._producer is not None
+        start = time.perf_counter()
         try:
             if self._check_topics:
                 await asyncio.wait_for(ensure_topics(self._settings), self._settings.produce_timeout_seconds)
@@ -89,9 +92,11 @@ class IngestProducer:
             )
             await asyncio.wait_for(future, self._settings.produce_timeout_seconds)
         except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            KAFKA_PRODUCE_SECONDS.labels("failed").observe(time.perf_counter() - start)
             self._check_topics = True
             log.warning("produce failed: %r", exc)
             raise Unavailable("the message broker did not acknowledge the write; retry later") from None
+        KAFKA_PRODUCE_SECONDS.labels("ok").observe(time.perf_counter() - start)
 
     async def reachable(self) -> bool:
         """Whether the broker answers a metadata request now (for readiness)."""
@@ -114,19 +119,34 @@ class IngestProducer:
 async def consumer_lag(settings: Settings, group: str) -> int:
     """Messages in the ingest and events topics not yet committed by `group` (all partitions): what
     a stopping `up` must let its worker finish, since its broker forgets them."""
+    return sum((await partition_lag(settings, group)).values())
+
+
+async def partition_lag(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    """(topic, partition) of the ingest and events topics -> messages not yet committed by `group`."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
+    try:  # started inside: a measurement cancelled by its timeout (broker down) still closes both
+        await admin.start()
+        await consumer.start()
         await consumer.topics()  # loads metadata for every topic
         tps = [TopicPartition(topic, p) for topic in (settings.ingest_topic, settings.events_topic)
                for p in consumer.partitions_for_topic(topic) or set()]
         ends = await consumer.end_offsets(tps)
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-        return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)) for tp in tps)
+        return {
+            (tp.topic, tp.partition): max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
+            for tp in tps
+        }
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def refresh_consumer_lag(settings: Settings) -> None:
+    """Set the consumer-lag gauge of every partition the worker group consumes. Every worker replica
+    reports the whole group's lag, so dashboards take the max over replicas."""
+    for (topic, partition), lag in (await partition_lag(settings, settings.worker_name)).items():
+        CONSUMER_LAG.labels(topic, str(partition)).set(lag)

@@ -16,13 +16,15 @@ from llmscope.auth import KeyResolver, create_key
 from llmscope.batched_writer import BatchedWriter
 from llmscope.broker import EmbeddedBroker
 from llmscope.http import Server, make_server
-from llmscope.kafka import IngestProducer, consumer_lag, ensure_topics
+from llmscope.kafka import IngestProducer, consumer_lag, ensure_topics, refresh_consumer_lag
 from llmscope.key_invalidation import KeyInvalidation
 from llmscope.live import LiveHub, make_hub
+from llmscope.metrics import refreshed_on_scrape
 from llmscope.settings import Settings
 from llmscope.storage import Store, open_store
 from llmscope.storage.migrate import apply_migrations
 from query.app import create_query_app
+from streams.health import create_worker_http_app
 from streams.worker import create_worker_app
 
 log = logging.getLogger("llmscope")
@@ -145,11 +147,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     store = open_store(settings)
     await ensure_topics(settings)
     live = make_hub(settings) if settings.redis_url else None  # publishes stored spans to query replicas
-    app, _sink = create_worker_app(settings, store, live)
+    app, sink = create_worker_app(settings, store, live)
+    servers = [make_server(create_worker_http_app(sink), settings.worker_host, settings.worker_port)]
+    tasks = await _serve(servers)
     await app.start()
-    log.info("worker %s consuming %s", settings.worker_name, settings.ingest_topic)
-    await stop.wait()
+    log.info("worker %s consuming %s; metrics and health on port %d", settings.worker_name, settings.ingest_topic, settings.worker_port)
+    with refreshed_on_scrape(lambda: refresh_consumer_lag(settings)):
+        await stop.wait()
     await app.stop()
+    await _stop_servers(servers, tasks)
     if live is not None:
         await live.close()
     store.close()
@@ -227,6 +233,8 @@ async def run_up(
         worker, _sink = create_worker_app(settings, store, live)
         await worker.start()
         exits.push_async_callback(worker.stop)
+        # The worker's metrics are in this process's registry: ingest's and query's /metrics serve them.
+        exits.enter_context(refreshed_on_scrape(lambda: refresh_consumer_lag(settings)))
 
         producer = IngestProducer(settings)
         await producer.connect()

@@ -158,6 +158,14 @@ class Settings(BaseSettings):
     )
     # --- end rate limits ---
 
+    # --- observability (llmscope/metrics.py, llmscope/logs.py) ---
+    worker_host: str = "0.0.0.0"
+    worker_port: int = Field(9464, ge=0, le=65535, description="The worker's /metrics, /health and /ready.")
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="Log lines on stdout: JSON objects, or text; auto = text on a terminal, else JSON."
+    )
+    # --- end observability ---
+
     @field_validator("clickhouse_database")
     @classmethod
     def _identifier(cls, value: str) -> str:

@@ -14,6 +14,7 @@ from llmscope.docs import install_docs
 from llmscope.http import ERROR_RESPONSES, RequestIdMiddleware, install_error_handlers, install_health, store_answers
 from llmscope.key_invalidation import KeyInvalidation
 from llmscope.live import LiveHub
+from llmscope.metrics import install_metrics
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
 from query import (
@@ -50,6 +51,7 @@ def create_query_app(
         writer=audit or BatchedWriter(store, "audit_log", settings.audit_flush_seconds, settings.audit_buffer_rows),
     )
     app.add_middleware(RequestIdMiddleware)
+    install_metrics(app, "query")
     app.state.store = store
     app.state.resolver = resolver
     app.state.settings = settings

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from llmscope.metrics import CACHE_REQUESTS
 from llmscope.redis import FailOpenRedis
 from llmscope.settings import Settings
 
@@ -58,8 +59,10 @@ class ResultCache(abc.ABC):
         cached = await self._get(key)
         if cached is not None:
             self.stats.hits += 1
+            CACHE_REQUESTS.labels("hit").inc()
             return cached, True
         self.stats.misses += 1
+        CACHE_REQUESTS.labels("miss").inc()
         value = await compute()
         await self._set(key, value, ttl)
         return value, False
@@ -125,6 +128,7 @@ class RedisCache(ResultCache):
 
     def _failed(self, exc: Exception) -> None:
         self.stats.errors += 1
+        CACHE_REQUESTS.labels("error").inc()
 
     async def _get(self, key: str) -> bytes | None:
         value = await self._redis.run(lambda: self._redis.client.get(key), None)

@@ -14,6 +14,8 @@ import time
 import orjson
 from faust.types import TopicT
 
+from llmscope.metrics import DEAD_LETTERS
+
 from schemas.messages import (
     HEADER_DLQ_ITEM,
     HEADER_DLQ_REASON,
@@ -79,6 +81,7 @@ class DeadLetters:
         # only at its ack, after the source offset may already be committed).
         sent = await self._topic.send(key=key, value=value, headers=headers, force=True)
         await sent
+        DEAD_LETTERS.labels("message" if dead.item < 0 else "item").inc()
 
     async def record(self, dead: list[DeadLetter], raws: list[RawMessage], batch_id: str) -> None:
         """The dead_letters rows of one batch, written once (idempotent, like every sink write)."""

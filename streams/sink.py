@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
 
+from llmscope.metrics import SINK_BATCH_ROWS, SINK_FAILING_WRITES, SINK_WRITE_SECONDS, STORE_RETRIES
 from llmscope.storage import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -55,15 +57,20 @@ class StoreSink:
             return
         delay, attempt, h = 0.2, 0, self.health
         settings = {"insert_deduplication_token": token}
+        target = table or self._table
+        label = target.rsplit(".", 1)[-1]
+        start = time.perf_counter()
         while True:
             try:
-                await asyncio.to_thread(self.store.insert_json, table or self._table, rows_json, settings)
+                await asyncio.to_thread(self.store.insert_json, target, rows_json, settings)
                 break
             except StoreError as exc:
                 if attempt == 0:
                     h.failing_writes += 1
+                    SINK_FAILING_WRITES.inc()
                 attempt += 1
                 h.retries += 1
+                STORE_RETRIES.labels(label).inc()
                 h.last_error = str(exc)[:500]
                 log.warning("insert failed (attempt %d), retrying in %.1fs: %s", attempt, delay, exc)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
@@ -71,8 +78,12 @@ class StoreSink:
             except asyncio.CancelledError:
                 if attempt:
                     h.failing_writes -= 1
+                    SINK_FAILING_WRITES.dec()
                 raise
         if attempt:
             h.failing_writes -= 1
+            SINK_FAILING_WRITES.dec()
+        SINK_WRITE_SECONDS.labels(label).observe(time.perf_counter() - start)
+        SINK_BATCH_ROWS.labels(label).observe(count)
         h.rows_written += count
         h.batches_written += 1

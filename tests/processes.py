@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
+
+from llmscope.broker import free_port
+from llmscope.settings import Settings
 
 # Every process a test session starts inherits this variable (subprocesses copy the environment),
 # so what outlives the session can be found even once it has been re-parented to init.
@@ -82,3 +86,59 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+class Worker:
+    """`llmscope <role>` subprocesses over the settings' chDB directory, topics and group; `extra`
+    adds LLMSCOPE_* variables."""
+
+    def __init__(self, settings: Settings, log: Path, **extra: str) -> None:
+        self.env = {
+            **os.environ,
+            "LLMSCOPE_DATA_DIR": str(settings.data_dir),
+            "LLMSCOPE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "LLMSCOPE_KAFKA_IDEMPOTENCE": "false",
+            "LLMSCOPE_INGEST_TOPIC": settings.ingest_topic,
+            "LLMSCOPE_DEADLETTER_TOPIC": settings.deadletter_topic,
+            "LLMSCOPE_EVENTS_TOPIC": settings.events_topic,
+            "LLMSCOPE_WORKER_NAME": settings.worker_name,
+            "LLMSCOPE_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "LLMSCOPE_SINK_BATCH_SECONDS": "0.2",
+            # Its /metrics and /ready on a port of its own: test runs side by side must not collide.
+            "LLMSCOPE_WORKER_HOST": "127.0.0.1",
+            "LLMSCOPE_WORKER_PORT": str(free_port()),
+            **{f"LLMSCOPE_{name.upper()}": value for name, value in extra.items()},
+        }
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def run(self, role: str) -> subprocess.Popen[bytes]:
+        out = self.log.open("a")
+        out.write(f"\n==== llmscope {role} ====\n")
+        out.flush()
+        # Its own session, so whatever it leaves behind can be found (and killed) by its group.
+        return subprocess.Popen([sys.executable, "-m", "llmscope.cli", role], env=self.env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start(self) -> None:
+        self.process = self.run("worker")
+
+    def kill(self) -> list[str]:
+        """kill -9 the worker alone, as an OOM killer or a crash would; returns what outlived it."""
+        assert self.process is not None
+        family = descendants(self.process.pid)
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        return gone(family)
+
+    def kill_group(self) -> None:
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)

@@ -34,9 +34,10 @@ from query.app import create_query_app
 from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
-# Answer without a key: liveness, readiness, the API description and docs, the console's files
+# Answer without a key: liveness, readiness, Prometheus metrics (no tenant data), the API description
+# and docs, the console's files
 # (the console signs in with a key and then calls the API).
-PUBLIC = {"/health", "/ready", "/openapi.json", "/redoc", "/docs", "/docs/assets", "/console", "/console/vendor", "/"}
+PUBLIC = {"/health", "/ready", "/metrics", "/openapi.json", "/redoc", "/docs", "/docs/assets", "/console", "/console/vendor", "/"}
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 SINGLE_SCOPES = sorted(SCOPES - {SUPERADMIN})  # superadmin holds admin as well
 

@@ -1,5 +1,6 @@
-"""The provisioned Grafana dashboards: committed JSON matches its builder, and every panel's SQL
-runs on the real engine with the ClickHouse datasource's macros expanded as the plugin does."""
+"""The provisioned Grafana dashboards: committed JSON matches its builder, every panel's SQL runs
+on the real engine with the ClickHouse datasource's macros expanded as the plugin does, and every
+PromQL panel asks for metrics the roles export."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import re
 from datetime import datetime, timezone
 
 import pytest
+import yaml
 
-from dashboards.build import DASHBOARDS, DATASOURCE, OUT, render
+from dashboards.build import DASHBOARDS, DATASOURCE, OUT, PROMETHEUS, render
 from llmscope.storage import Store
+from tests.prometheus import exported_names
 from tests.schemas.test_rollup import make_span
 from tests.streams.test_compaction import store_spans
 
@@ -27,25 +30,51 @@ def test_committed_dashboard_matches_its_builder(name: str) -> None:
     assert (OUT / name).read_text() == render(DASHBOARDS[name]), "run: python -m dashboards.build"
 
 
-def _panels() -> list[tuple[str, dict]]:
-    return [(name, p) for name in sorted(DASHBOARDS) for p in json.loads((OUT / name).read_text())["panels"]]
+def _panels(datasource: dict[str, str]) -> list[tuple[str, dict]]:
+    return [
+        (name, p) for name in sorted(DASHBOARDS) for p in json.loads((OUT / name).read_text())["panels"]
+        if p["datasource"] == datasource
+    ]
 
 
-@pytest.mark.parametrize(("name", "panel"), _panels(), ids=lambda v: v if isinstance(v, str) else v["title"])
+def test_every_panel_uses_a_provisioned_datasource() -> None:
+    assert len(_panels(DATASOURCE)) + len(_panels(PROMETHEUS)) == sum(
+        len(json.loads((OUT / name).read_text())["panels"]) for name in DASHBOARDS
+    )
+
+
+@pytest.mark.parametrize(("name", "panel"), _panels(DATASOURCE), ids=lambda v: v if isinstance(v, str) else v["title"])
 def test_every_panel_query_runs_on_the_engine(name: str, panel: dict, store: Store) -> None:
-    assert panel["datasource"] == DATASOURCE
     for target in panel["targets"]:
         sql = _expand(target["rawSql"], 1_700_000_000, 2_000_000_000)
         assert "$__" not in sql and "${" not in sql
         store.query(sql)  # raises on any SQL error
 
 
-def test_dashboards_use_the_provisioned_datasource_and_fixed_uids() -> None:
-    datasource_yaml = (OUT.parent / "provisioning/datasources/clickhouse.yaml").read_text()
+@pytest.mark.parametrize(("name", "panel"), _panels(PROMETHEUS), ids=lambda v: v if isinstance(v, str) else v["title"])
+def test_every_promql_panel_asks_for_exported_metrics_and_scraped_jobs(name: str, panel: dict) -> None:
+    exported = exported_names()
+    scrape = yaml.safe_load((OUT.parent / "prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in scrape["scrape_configs"]}
+    for target in panel["targets"]:
+        expr = target["expr"]
+        assert expr.count("(") == expr.count(")"), expr
+        used = set(re.findall(r"\bllmscope_[a-z_]+", expr))
+        assert used <= exported, used - exported
+        if not used:  # Prometheus's own `up` of our scrape jobs
+            assert expr == 'up{job=~"llmscope-.*"}' and jobs and all(job.startswith("llmscope-") for job in jobs)
+
+
+def test_dashboards_use_the_provisioned_datasources_and_fixed_uids() -> None:
+    provisioned = {
+        ds["uid"]
+        for path in (OUT.parent / "provisioning/datasources").glob("*.yaml")
+        for ds in yaml.safe_load(path.read_text())["datasources"]
+    }
+    assert {DATASOURCE["uid"], PROMETHEUS["uid"]} <= provisioned
     for name in DASHBOARDS:
         board = json.loads((OUT / name).read_text())
         assert board["uid"] and board["uid"] in name
-        assert f"uid: {DATASOURCE['uid']}" in datasource_yaml
 
 
 def test_requests_panel_counts_model_calls_not_the_agent_spans_around_them(store: Store) -> None:

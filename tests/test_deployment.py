@@ -78,3 +78,52 @@ def test_grafana_mounts_and_datasource_provisioning() -> None:
     assert "grafana-clickhouse-datasource" in SERVICES["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
     reader = (ROOT / "dashboards/clickhouse/grafana-reader.xml").read_text()
     assert "<readonly>2</readonly>" in reader and "GRANT SELECT ON llmscope.*" in reader
+
+
+def _healthcheck_url(service: str) -> tuple[int, str]:
+    command = " ".join(SERVICES[service]["healthcheck"]["test"])
+    match = re.search(r"http://localhost:(\d+)(/[\w/-]*)", command)
+    assert match, command
+    return int(match.group(1)), match.group(2)
+
+
+def test_every_role_has_a_healthcheck_on_its_own_ready_endpoint() -> None:
+    defaults = Settings()
+    ports = {"ingest": defaults.ingest_port, "query": defaults.query_port, "worker": defaults.worker_port}
+    for role, port in ports.items():
+        assert _healthcheck_url(role) == (port, "/ready"), role
+
+
+def test_healthcheck_paths_are_routes_of_the_role_apps(settings: Settings, store) -> None:  # type: ignore[no-untyped-def]
+    from ingest.app import create_ingest_app
+    from ingest.ratelimit import LocalRateLimiter
+    from llmscope.auth import KeyResolver
+    from llmscope.kafka import IngestProducer
+    from query.app import create_query_app
+    from streams.health import create_worker_http_app
+    from streams.sink import StoreSink
+
+    resolver = KeyResolver(store, 5.0)
+    apps = {
+        "ingest": create_ingest_app(settings, store, IngestProducer(settings), resolver, LocalRateLimiter()),
+        "query": create_query_app(settings, store, resolver),
+        "worker": create_worker_http_app(StoreSink(store)),
+    }
+    for role, app in apps.items():
+        paths = {getattr(r, "path", None) for r in app.routes}
+        assert {_healthcheck_url(role)[1], "/health", "/metrics"} <= paths, role
+
+
+def test_prometheus_scrapes_every_role_on_its_port() -> None:
+    defaults = Settings()
+    config = yaml.safe_load((ROOT / "dashboards/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["llmscope-ingest"]["static_configs"][0]["targets"] == [f"ingest:{defaults.ingest_port}"]
+    assert jobs["llmscope-query"]["static_configs"][0]["targets"] == [f"query:{defaults.query_port}"]
+    worker = jobs["llmscope-worker"]["dns_sd_configs"][0]  # every replica, not one of them
+    assert worker["names"] == ["worker"] and worker["port"] == defaults.worker_port
+    for volume in SERVICES["prometheus"]["volumes"]:
+        source = volume.split(":")[0]
+        assert not source.startswith(".") or (ROOT / source).exists(), source
+    datasources = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/prometheus.yaml").read_text())
+    assert datasources["datasources"][0]["url"] == "http://prometheus:9090"

@@ -31,6 +31,7 @@ from typing import Any
 import faust
 from faust.types import StreamT
 
+from llmscope.metrics import WEBHOOK_DELIVERIES
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
 from schemas.alert_events import AlertFiringEvent, AlertResolvedEvent, WebhookTestEvent, parse_event
@@ -147,6 +148,7 @@ class DeliveryLoop:
         body = delivery.body.encode() if delivery.body else render(event, endpoint.format)
         outcome = await attempt(self._client, endpoint.url, delivery.event_id, body, endpoint.signing_secrets(started),
                                 timeout=self._settings.webhook_timeout_seconds)
+        WEBHOOK_DELIVERIES.labels(outcome.result).inc()
         done = _now()
         number = delivery.attempts + 1
         delay = next_delay(number, outcome, key=f"{delivery.endpoint_id}/{delivery.event_id}")

@@ -1,7 +1,7 @@
 """Rate limits as an exporter meets them: a real ingest app over the session's tansu broker, its
 limiter in process or in the real Redis. 429 with Retry-After and an OTLP status body, the
 RateLimit-Policy / RateLimit headers on every answer, spans counted, limits set through the admin
-API applied within seconds, and an unreachable Redis that lets everything through."""
+API applied within seconds, and an unreachable Redis that lets everything through (and is counted)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from llmscope.storage import Store
 from query.app import create_query_app
 from tests.ingest.conftest import MakeLimiter, make_client
 from tests.otlp_factory import llm_span, request_of
+from tests.prometheus import value
 from tests.waiting import eventually
 
 PB = {"content-type": "application/x-protobuf"}
@@ -156,8 +157,12 @@ async def test_an_unreachable_redis_lets_every_export_through(settings: Settings
         limiter = RedisRateLimiter(f"redis://127.0.0.1:{closed.getsockname()[1]}/0")
         client, producer = await make_client(settings, store, limiter, rate_limit_per_key=1.0, rate_limit_burst_seconds=1.0)
         async with client:
+            before = (await client.get("/metrics")).text
             answers = [await client.post("/v1/traces", content=spans(2), headers={**PB, **auth(key)}) for _ in range(10)]
+            after = (await client.get("/metrics")).text
         await producer.close()
         await limiter.close()
     assert [r.status_code for r in answers] == [200] * 10  # the bucket would allow 1
     assert all("ratelimit" not in r.headers for r in answers)  # no quota is claimed that was not counted
+    fail_open = {"decision": "fail_open"}
+    assert value(after, "llmscope_rate_limit_decisions_total", **fail_open) - value(before, "llmscope_rate_limit_decisions_total", **fail_open) == 10

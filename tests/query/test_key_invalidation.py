@@ -4,7 +4,6 @@ resolver over one store (as two query processes have), told through the real Red
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,7 +18,9 @@ from query.app import create_query_app
 from tests.waiting import eventually
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-REFRESH = 60.0  # far beyond the wait below: only the invalidation can make the replica refuse in time
+REFRESH = 60.0  # far beyond the waits below: only the invalidation can make the replica refuse in time
+# The bound; how fast it really is (≈0.3 s) is measured, not asserted: a busy machine is slower.
+WITHIN = 5.0
 
 
 @pytest.fixture
@@ -49,19 +50,17 @@ async def _refused(client: httpx.AsyncClient, key: str) -> bool:
     return (await client.get("/api/v1/whoami", headers=_h(key))).status_code == 401
 
 
-async def test_a_key_revoked_on_one_replica_is_refused_by_the_other_within_a_second(replicas, store) -> None:
+async def test_a_key_revoked_on_one_replica_is_refused_by_the_other_before_its_own_refresh(replicas, store) -> None:
     first, second = replicas
     tenant = f"inv-{uuid.uuid4().hex[:8]}"
     admin, key = create_key(store, tenant, "admin", {"admin"}), create_key(store, tenant, "app", {"read"})
     assert (await second.get("/api/v1/whoami", headers=_h(key))).status_code == 200  # in the second's copy now
-    started = time.monotonic()
     r = await first.post(f"/api/v1/admin/keys/{hash_key(key)[:16]}/revoke", headers=_h(admin))
     assert r.status_code == 200, r.text
-    await eventually(lambda: _refused(second, key), timeout=1.0, interval=0.02)
-    assert time.monotonic() - started < 1.0
+    await eventually(lambda: _refused(second, key), timeout=WITHIN, interval=0.02)
 
 
-async def test_a_tenant_disabled_on_one_replica_is_refused_by_the_other_within_a_second(replicas, store) -> None:
+async def test_a_tenant_disabled_on_one_replica_is_refused_by_the_other_before_its_own_refresh(replicas, store) -> None:
     first, second = replicas
     tenant = f"inv-{uuid.uuid4().hex[:8]}"
     platform = create_key(store, f"platform-{uuid.uuid4().hex[:6]}", "platform", {"superadmin"})
@@ -69,4 +68,4 @@ async def test_a_tenant_disabled_on_one_replica_is_refused_by_the_other_within_a
     assert (await second.get("/api/v1/whoami", headers=_h(key))).status_code == 200
     r = await first.patch(f"/api/v1/admin/tenants/{tenant}", json={"disabled": True}, headers=_h(platform))
     assert r.status_code == 200, r.text
-    await eventually(lambda: _refused(second, key), timeout=1.0, interval=0.02)
+    await eventually(lambda: _refused(second, key), timeout=WITHIN, interval=0.02)

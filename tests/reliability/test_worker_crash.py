@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +19,7 @@ from llmscope.broker import EmbeddedBroker
 from llmscope.kafka import consumer_lag, ensure_topics
 from llmscope.settings import Settings
 from tests.ingest.conftest import make_client
-from tests.processes import descendants, gone
+from tests.processes import Worker
 from tests.reliability.conftest import Load, committed, eventually, private_settings
 
 pytestmark = pytest.mark.crash
@@ -52,55 +50,6 @@ out["rollup_sums"] = list(one(
 ))
 print(json.dumps(out, default=int))
 """
-
-
-class Worker:
-    def __init__(self, settings: Settings, log: Path) -> None:
-        self.env = {
-            **os.environ,
-            "LLMSCOPE_DATA_DIR": str(settings.data_dir),
-            "LLMSCOPE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "LLMSCOPE_KAFKA_IDEMPOTENCE": "false",
-            "LLMSCOPE_INGEST_TOPIC": settings.ingest_topic,
-            "LLMSCOPE_DEADLETTER_TOPIC": settings.deadletter_topic,
-            "LLMSCOPE_EVENTS_TOPIC": settings.events_topic,
-            "LLMSCOPE_WORKER_NAME": settings.worker_name,
-            "LLMSCOPE_TOPIC_PARTITIONS": str(settings.topic_partitions),
-            "LLMSCOPE_SINK_BATCH_SECONDS": "0.2",
-        }
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def run(self, role: str) -> subprocess.Popen[bytes]:
-        out = self.log.open("a")
-        out.write(f"\n==== llmscope {role} ====\n")
-        out.flush()
-        # Its own session, so whatever it leaves behind can be found (and killed) by its group.
-        return subprocess.Popen([sys.executable, "-m", "llmscope.cli", role], env=self.env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-    def start(self) -> None:
-        self.process = self.run("worker")
-
-    def kill(self) -> list[str]:
-        """kill -9 the worker alone, as an OOM killer or a crash would; returns what outlived it."""
-        assert self.process is not None
-        family = descendants(self.process.pid)
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        return gone(family)
-
-    def kill_group(self) -> None:
-        if self.process is not None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(60)
 
 
 async def test_worker_killed_at_random_points_under_load_loses_and_doubles_nothing(tmp_path, store, settings, tenant_keys) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
 
 from llmscope.settings import Settings
 from llmscope.storage import Store
@@ -149,6 +150,7 @@ async def test_a_notification_goes_to_each_subscribed_endpoint_once_even_when_re
 
 async def test_a_receiver_down_for_a_while_gets_the_same_webhook_id_and_nothing_after_its_200(api, tenant) -> None:
     _, headers = tenant
+    before = {o: _deliveries_counted(o) for o in ("retry", "delivered")}
     with serve_receiver([], reply=lambda n: (503, {}, b"down") if n < 3 else (200, {}, b"ok")) as receiver:
         made = await _endpoint(api, headers, receiver)
         queued = (await api.post(f"/api/v1/webhooks/{made['id']}/test", headers=headers)).json()["data"]
@@ -166,6 +168,13 @@ async def test_a_receiver_down_for_a_while_gets_the_same_webhook_id_and_nothing_
         (1, "retry", 503), (2, "retry", 503), (3, "retry", 503), (4, "delivered", 200)]
     assert all(a["error"] == "the receiver answered 503" and a["next_attempt_at"] for a in tried[:3])
     assert tried[3]["next_attempt_at"] is None and tried[0]["response_excerpt"] == "down"
+    # The worker's /metrics counts every attempt by outcome (other tests' workers may add to it too).
+    assert _deliveries_counted("retry") - before["retry"] >= 3
+    assert _deliveries_counted("delivered") - before["delivered"] >= 2
+
+
+def _deliveries_counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("llmscope_webhook_deliveries_total", {"outcome": outcome}) or 0.0
 
 
 async def test_410_disables_the_endpoint_and_nothing_more_is_sent_to_it(api, tenant, producer, hooks_settings) -> None:
