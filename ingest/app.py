@@ -12,11 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ingest.decompress import decompress
+from ingest.early_refusals import EarlyRefusals
 from ingest.events import encode_event_messages, parse_events
 from ingest.otlp_codec import GRPC_CODE, OtlpStatus, decode_traces, encode_export_response, encode_status
 from ingest.otlp_validate import Validated, split_request, validate_spans
 from ingest.ratelimit import RateLimiter
-from llmscope.auth import KeyResolver
+from ingest.tenant_limits import TenantLimits
+from llmscope.auth import KeyResolver, Principal
 from llmscope.docs import install_docs
 from llmscope.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from llmscope.http import (
@@ -28,7 +30,7 @@ from llmscope.http import (
     store_answers,
 )
 from llmscope.kafka import IngestProducer
-from llmscope.metrics import SPANS_ACCEPTED, SPANS_REJECTED, install_metrics
+from llmscope.metrics import RATE_LIMIT_DECISIONS, SPANS_ACCEPTED, SPANS_REJECTED, install_metrics
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.event import EventBatch
@@ -91,17 +93,49 @@ def create_ingest_app(
     install_metrics(app, "ingest")
     install_error_handlers(app, {OTLP_PREFIX: _otlp_error})
     install_docs(app)  # offline Swagger UI + API-key security schemes
+    limits = TenantLimits(store, settings)
+    refusals = EarlyRefusals()
+
+    def refuse_early(request: Request, principal: Principal) -> None:
+        """429 before the body is read, while the key's last charge says no request can pass."""
+        quota = refusals.refusal(principal.tenant_id, principal.key_prefix)
+        if quota is not None:
+            RATE_LIMIT_DECISIONS.labels("limited").inc()
+            request.state.rate_limit_headers = quota.headers()
+            raise quota.denial()
+
+    async def charge(request: Request, principal: Principal, spans: int) -> None:
+        """Take one request and `spans` spans from the key's and the tenant's budgets, or raise 429.
+        Charged once the body is decoded (its span count is known), before anything is produced."""
+        tenant = principal.tenant_id
+        quota = await limiter.acquire(tenant, principal.key_prefix, spans, limits.get(tenant))
+        if quota is None:
+            RATE_LIMIT_DECISIONS.labels("fail_open").inc()  # Redis did not answer: let it through
+            return
+        refusals.note(tenant, principal.key_prefix, quota)
+        request.state.rate_limit_headers = quota.headers()
+        RATE_LIMIT_DECISIONS.labels("allowed" if quota.allowed else "limited").inc()
+        if not quota.allowed:
+            raise quota.denial()
+
+    @app.middleware("http")
+    async def rate_limit_headers(request: Request, call_next: Any) -> Response:
+        """The quota left, on the answer to every charged request: a 200 as well as a 429."""
+        response: Response = await call_next(request)
+        response.headers.update(getattr(request.state, "rate_limit_headers", {}))
+        return response
 
     @app.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON)", responses=_otlp_responses())
     async def export_traces(request: Request) -> Response:
         principal = await authenticate(request, resolver, "ingest")
-        await limiter.acquire(principal.tenant_id, principal.key_prefix)
+        refuse_early(request, principal)
         raw = await read_body(request, settings.max_body_bytes)
         content_type = request.headers.get("content-type")
         encoding = request.headers.get("content-encoding")
         heavy = len(raw) > (_OFFLOAD_COMPRESSED_BYTES if encoding else _OFFLOAD_BYTES) or _wants_json(request)
         args = (raw, content_type, encoding, settings, time.time_ns())
         validated, chunks = await asyncio.to_thread(_decode, *args) if heavy else _decode(*args)
+        await charge(request, principal, validated.accepted + validated.rejected)
         if chunks:
             received = time.time_ns()
             await asyncio.gather(
@@ -120,12 +154,13 @@ def create_ingest_app(
     )
     async def submit_events(request: Request) -> JSONResponse:
         principal = await authenticate(request, resolver, "ingest")
-        await limiter.acquire(principal.tenant_id, principal.key_prefix)
+        refuse_early(request, principal)
         if not _wants_json(request):
             raise UnsupportedMediaType("events must be sent as application/json")
         raw = await read_body(request, settings.events_max_bytes)
         body = decompress(raw, request.headers.get("content-encoding"), settings.events_max_bytes)
         events, rejected = parse_events(body, settings.events_max_count)
+        await charge(request, principal, len(events) + len(rejected))
         received = time.time_ns()
         await asyncio.gather(
             *(

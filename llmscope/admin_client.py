@@ -1,4 +1,4 @@
-"""`llmscope tenants …` and `llmscope keys …`: the admin API from the command line, against a running
+"""`llmscope tenants …` (rate limits included) and `llmscope keys …`: the admin API from the command line, against a running
 `up` or a query server (its URL and an admin key from options, `LLMSCOPE_ADMIN_URL` /
 `LLMSCOPE_ADMIN_KEY`, or the admin key `up --admin-key` saved in the data directory).
 
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from llmscope.settings import Settings
+from schemas.rate_limits import LIMIT_FIELDS
 
 TENANTS = "/api/v1/admin/tenants"
 KEYS = "/api/v1/admin/keys"
@@ -39,6 +40,14 @@ def add_commands(roles: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     for action, text in (("disable", "its keys stop working"), ("enable", "its keys work again")):
         p = t.add_parser(action, parents=[common], help=f"{action} a tenant: {text} (superadmin key)")
         p.add_argument("tenant")
+    limits = t.add_parser(
+        "limits", parents=[common],
+        help="show a tenant's rate limits; with options, replace its own (superadmin key; the rest follow the defaults)",
+    )  # fmt: skip
+    limits.add_argument("tenant")
+    for field in LIMIT_FIELDS:
+        limits.add_argument(f"--{field.replace('_', '-')}", dest=field, type=float)
+    limits.add_argument("--defaults", action="store_true", help="drop the tenant's own limits: the defaults apply")
 
     keys = roles.add_parser("keys", help="list, create, revoke or rotate API keys (admin API)")
     k = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -60,6 +69,9 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None,
     """(method, path, JSON body, query) of the command."""
     if args.role == "tenants":
         at = f"{TENANTS}/{args.tenant}" if getattr(args, "tenant", None) else TENANTS
+        if args.action == "limits":
+            own = {f: getattr(args, f) for f in LIMIT_FIELDS if getattr(args, f) is not None}
+            return ("PUT", f"{at}/limits", own, None) if own or args.defaults else ("GET", f"{at}/limits", None, None)
         return {
             "list": ("GET", TENANTS, None, None),
             "create": ("POST", TENANTS, {"tenant_id": getattr(args, "tenant", ""), "name": getattr(args, "name", None)}, None),

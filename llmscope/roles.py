@@ -63,10 +63,8 @@ def _stop_event(at_once_warning: str = "work in progress is abandoned") -> async
 
 
 def _limiter(settings: Settings) -> RateLimiter:
-    args = (settings.rate_limit_per_key, settings.rate_limit_per_tenant, settings.rate_limit_burst_seconds)
-    if settings.redis_url:
-        return RedisRateLimiter(settings.redis_url, *args)
-    return LocalRateLimiter(*args)
+    """Buckets in Redis, shared by every ingest replica; in process without Redis (`up`)."""
+    return RedisRateLimiter(settings.redis_url) if settings.redis_url else LocalRateLimiter()
 
 
 def _resolver(settings: Settings, store: Store) -> KeyResolver:

@@ -149,6 +149,15 @@ class Settings(BaseSettings):
     )
     # --- end tenants, keys and audit ---
 
+    # --- rate limits (ingest/ratelimit.py, ingest/tenant_limits.py, query/admin_limits.py) ---
+    # An OTel SDK exports up to 512 spans a request, a Collector 8,192: a request costs its spans too.
+    rate_limit_spans_per_key: PositiveFloat = Field(50_000.0, description="Spans (SDK events) per second per API key.")
+    rate_limit_spans_per_tenant: PositiveFloat = Field(100_000.0, description="Spans (SDK events) per second per tenant.")
+    rate_limit_refresh_seconds: PositiveFloat = Field(
+        5.0, description="How often each ingest process re-reads the limits tenants have through the admin API."
+    )
+    # --- end rate limits ---
+
     # --- observability (llmscope/metrics.py, llmscope/logs.py) ---
     worker_host: str = "0.0.0.0"
     worker_port: int = Field(9464, ge=0, le=65535, description="The worker's /metrics, /health and /ready.")

@@ -20,6 +20,7 @@ from llmscope.storage import Store, StoreError
 from query import (
     admin_audit,
     admin_keys,
+    admin_limits,
     admin_tenants,
     alert_rules,
     alerts,
@@ -70,7 +71,7 @@ def create_query_app(
     summary = "Readiness: store reachable; and how many dead letters the last 24 hours parked"
     install_health(app, {"store": store_answers(store)}, summary, extra=dead_letters)
     routers = (traces, metrics, anomalies, prices, pii_settings, deadletters, whoami, alert_rules, alerts, webhooks)
-    for module in (*routers, admin_tenants, admin_keys, admin_audit):
+    for module in (*routers, admin_tenants, admin_limits, admin_keys, admin_audit):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(stream.router)
     install_docs(app)

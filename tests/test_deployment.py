@@ -105,7 +105,7 @@ def test_healthcheck_paths_are_routes_of_the_role_apps(settings: Settings, store
 
     resolver = KeyResolver(store, 5.0)
     apps = {
-        "ingest": create_ingest_app(settings, store, IngestProducer(settings), resolver, LocalRateLimiter(1, 1, 1)),
+        "ingest": create_ingest_app(settings, store, IngestProducer(settings), resolver, LocalRateLimiter()),
         "query": create_query_app(settings, store, resolver),
         "worker": create_worker_http_app(StoreSink(store)),
     }

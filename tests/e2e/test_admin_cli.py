@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import UpProcess, start_up, stop_up
+from tests.conftest import UpProcess, start_up, stop_up, wait_for
 from tests.otlp_factory import llm_span, request_of
 
 
@@ -39,10 +39,14 @@ def _data(result: subprocess.CompletedProcess[str]) -> object:
     return json.loads(result.stdout)
 
 
-def _export(up: UpProcess, key: str) -> int:
+def _post(up: UpProcess, key: str) -> httpx.Response:
     body = request_of([llm_span()]).SerializeToString()
     headers = {"authorization": f"Bearer {key}", "content-type": "application/x-protobuf"}
-    return httpx.post(f"{up.ingest_url}/v1/traces", content=body, headers=headers, timeout=30).status_code
+    return httpx.post(f"{up.ingest_url}/v1/traces", content=body, headers=headers, timeout=30)
+
+
+def _export(up: UpProcess, key: str) -> int:
+    return _post(up, key).status_code
 
 
 def test_the_cli_manages_tenants_and_keys_on_a_running_up(admin_up: UpProcess) -> None:
@@ -72,3 +76,23 @@ def test_the_cli_manages_tenants_and_keys_on_a_running_up(admin_up: UpProcess) -
     assert refused.returncode == 1 and "exists" in refused.stderr
     wrong = _cli(admin_up, "keys", "list", "--admin-key", admin_up.key)  # the dev key has no admin scope
     assert wrong.returncode == 1 and "403" in wrong.stderr and admin_up.key not in wrong.stderr
+
+
+def test_the_cli_sets_a_tenants_rate_limits_and_ingest_applies_them(admin_up: UpProcess) -> None:
+    _data(_cli(admin_up, "tenants", "create", "team-l"))
+    made = _data(_cli(admin_up, "keys", "create", "--tenant", "team-l", "--scopes", "ingest"))
+    assert isinstance(made, dict) and _export(admin_up, made["key"]) == 200
+    shown = _data(_cli(admin_up, "tenants", "limits", "team-l"))
+    assert isinstance(shown, dict) and shown["own"] == []
+    set_ = _data(_cli(admin_up, "tenants", "limits", "team-l", "--key-requests-per-second", "0.5", "--burst-seconds", "2"))
+    assert isinstance(set_, dict) and (set_["key_requests_per_second"], set_["own"]) == (0.5, ["key_requests_per_second", "burst_seconds"])
+
+    def applied() -> bool:  # `up`'s ingest re-reads the limits every 5 s
+        r = _post(admin_up, made["key"])
+        return r.status_code == 429 and '"key-requests";q=1;w=2' in r.headers["ratelimit-policy"]
+
+    wait_for(applied, timeout=15.0, interval=0.2)
+    reset = _data(_cli(admin_up, "tenants", "limits", "team-l", "--defaults"))
+    assert isinstance(reset, dict) and reset["own"] == []
+    refused = _cli(admin_up, "tenants", "limits", "team-l", "--burst-seconds", "-1")
+    assert refused.returncode == 1 and "400" in refused.stderr

@@ -22,12 +22,20 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 MakeLimiter = Callable[..., RateLimiter]
 
 
+# Limits no test's traffic reaches, unless it is about rate limits.
+GENEROUS = {
+    "rate_limit_per_key": 10_000.0, "rate_limit_per_tenant": 10_000.0,
+    "rate_limit_spans_per_key": 1e9, "rate_limit_spans_per_tenant": 1e9,
+}  # fmt: skip
+
+
 async def make_client(
-    settings: Settings, store: Store, per_key: float = 10_000.0, limiter: RateLimiter | None = None
+    settings: Settings, store: Store, limiter: RateLimiter | None = None, **limits: float
 ) -> tuple[httpx.AsyncClient, IngestProducer]:
+    """An ingest app over ASGI; `limits` are rate-limit settings (rate_limit_...) over GENEROUS ones."""
     producer = IngestProducer(settings)
-    limiter = limiter or LocalRateLimiter(per_key, 10_000.0, 1.0)
-    app = create_ingest_app(settings, store, producer, KeyResolver(store, 30.0), limiter)
+    limited = settings.model_copy(update=GENEROUS | limits)
+    app = create_ingest_app(limited, store, producer, KeyResolver(store, 30.0), limiter or LocalRateLimiter())
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest")
     return client, producer
 
@@ -75,16 +83,16 @@ async def live_redis(run_id: str) -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture(params=["local", "redis"])
 async def make_limiter(request: pytest.FixtureRequest, run_id: str) -> AsyncIterator[MakeLimiter]:
-    """make(per_key, per_tenant, burst_seconds) -> a fresh limiter of the parametrized kind.
+    """make() -> a fresh limiter of the parametrized kind.
 
     Tests name their tenants f"{run_id}-..." so the Redis buckets are theirs alone and removed after."""
     redis_client = await connect_redis() if request.param == "redis" else None
     made: list[RedisRateLimiter] = []
 
-    def make(per_key: float, per_tenant: float, burst_seconds: float = 1.0) -> RateLimiter:
+    def make() -> RateLimiter:
         if redis_client is None:
-            return LocalRateLimiter(per_key, per_tenant, burst_seconds)
-        limiter = RedisRateLimiter(REDIS_URL, per_key, per_tenant, burst_seconds)
+            return LocalRateLimiter()
+        limiter = RedisRateLimiter(REDIS_URL)
         made.append(limiter)
         return limiter
 

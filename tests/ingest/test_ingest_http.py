@@ -22,6 +22,7 @@ from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.messages import FORMAT_OTLP_TRACES, HEADER_FORMAT, HEADER_TENANT
+from schemas.rate_limits import RateLimits
 from tests.ingest.conftest import MakeLimiter, make_client
 from tests.otlp_factory import llm_span, request_of
 
@@ -236,7 +237,9 @@ async def test_rate_limited_key_gets_429_with_retry_after(
 ) -> None:
     # A tenant of this test alone: the Redis buckets are shared with every other run on the machine.
     key = create_key(store, f"{run_id}-t", "rate", {"ingest"})
-    client, producer = await make_client(settings, store, limiter=make_limiter(1.0, 10_000.0, 1.0))
+    client, producer = await make_client(
+        settings, store, make_limiter(), rate_limit_per_key=1.0, rate_limit_burst_seconds=1.0
+    )
     body = request_of([llm_span()]).SerializeToString()
     async with client:
         statuses = [(await client.post("/v1/traces", content=body, headers={**PB, **auth(key)})) for _ in range(3)]
@@ -264,7 +267,7 @@ async def test_unknown_paths_get_the_error_shape_and_otlp_paths_a_status_in_thei
 
 async def test_an_unexpected_error_is_a_500_in_the_paths_own_shape(settings: Settings, store: Store, tenant_keys) -> None:
     class Broken:
-        async def acquire(self, tenant_id: str, key_id: str) -> None:
+        async def acquire(self, tenant_id: str, key_id: str, spans: int, limits: RateLimits) -> None:
             raise RuntimeError("a bug")
 
     producer = IngestProducer(settings)

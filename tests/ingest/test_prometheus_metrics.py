@@ -6,7 +6,6 @@ import time
 
 import httpx
 
-from ingest.ratelimit import LocalRateLimiter
 from llmscope.metrics import refreshed_on_scrape
 from llmscope.settings import Settings
 from llmscope.storage import Store
@@ -43,7 +42,7 @@ async def test_accepted_and_rejected_spans_produce_latency_and_request_latency_m
 
 
 async def test_rate_limited_requests_are_counted_as_limited(settings: Settings, store: Store, tenant_keys) -> None:
-    client, producer = await make_client(settings, store, limiter=LocalRateLimiter(1.0, 1_000.0, 1.0))
+    client, producer = await make_client(settings, store, rate_limit_per_key=1.0, rate_limit_burst_seconds=1.0)
     try:
         before = await _metrics(client)
         headers = {**PB, "authorization": f"Bearer {tenant_keys['a_ingest_only']}"}

@@ -98,7 +98,7 @@ def ingest_api(settings, store) -> Iterator[schemathesis.BaseSchema]:
     s = private_settings(settings, "schemathesis")
     asyncio.run(ensure_topics(s))
     producer = IngestProducer(s)
-    app = create_ingest_app(s, store, producer, KeyResolver(store, 30.0), LocalRateLimiter(10_000.0, 10_000.0, 1.0))
+    app = create_ingest_app(s, store, producer, KeyResolver(store, 30.0), LocalRateLimiter())
     for url in _serve(app, producer.close):
         yield schemathesis.openapi.from_url(f"{url}/openapi.json")
 
