@@ -41,7 +41,7 @@ async def test_a_request_s_log_lines_carry_its_request_id_tenant_and_role(
     json_lines: io.StringIO, settings: Settings, store: Store, tenant_keys: dict[str, str]
 ) -> None:
     # Redis is down (nothing listens on that port): the rate limiter logs while the request runs.
-    limiter = RedisRateLimiter(f"redis://127.0.0.1:{free_port()}/0", 100.0, 100.0, 1.0)
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{free_port()}/0")
     client, producer = await make_client(settings, store, limiter=limiter)
     try:
         headers = {"content-type": "application/x-protobuf", "authorization": f"Bearer {tenant_keys['a']}",
