@@ -1,6 +1,8 @@
-"""End to end through `llmscope up`: failing spans through OTLP ingest fire an error-rate rule, and a
-signed `alert.firing` webhook reaches a receiver on 127.0.0.1; healthy spans then resolve it, and
-`alert.resolved` follows. The receiver verifies both with `standardwebhooks`."""
+"""End to end through `llmscope up`: failing spans through OTLP ingest fire an error-rate rule, the
+alert is listed by GET /api/v1/alerts with its value, and a signed `alert.firing` webhook reaches a
+receiver on 127.0.0.1; healthy spans then resolve it, and
+`alert.resolved` follows. The receiver verifies both with `standardwebhooks`. The spans are dated in
+the minute before, so the rule fires at its first tick rather than at the end of the minute."""
 
 from __future__ import annotations
 
@@ -17,14 +19,21 @@ from tests.webhook_receiver import serve_receiver
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
 
-def _send(up: UpProcess, errors: int, ok: int) -> None:
-    """Spans of the current minute, sent early enough in it to be stored before it ends."""
-    wait_for(lambda: time.time() % 60 < 45, timeout=20)
-    start_ns = time.time_ns()
+def _send(up: UpProcess, errors: int, ok: int) -> float:
+    """Spans of the minute before (a rule judges whole minutes, so the next tick sees them at once);
+    returns the monotonic time of the ack."""
+    start_ns = time.time_ns() - 60 * 10**9
     spans = [llm_span(error=i < errors, start_ns=start_ns + i * 10**8) for i in range(errors + ok)]
     r = httpx.post(f"{up.ingest_url}/v1/traces", content=request_of(spans, "support-bot").SerializeToString(),
                    headers=up.auth() | PROTOBUF)
     assert r.status_code == 200, r.text
+    return time.monotonic()
+
+
+def _errors_stored(up: UpProcess, errors: int, requests: int) -> bool:
+    summary = httpx.get(f"{up.query_url}/api/v1/metrics/summary", headers=up.auth(),
+                        params={"service": "support-bot", "start": int(time.time()) - 600}).json()["data"]
+    return (summary["errors"], summary["requests"]) == (errors, requests)
 
 
 def test_failing_spans_fire_a_signed_webhook_and_healthy_ones_resolve_it(
@@ -39,18 +48,23 @@ def test_failing_spans_fire_a_signed_webhook_and_healthy_ones_resolve_it(
             assert r.status_code == 201, r.text
             endpoint = r.json()["data"]
             receiver.secrets.append(endpoint["secret"])
+            _send(up, errors=8, ok=2)
+            wait_for(lambda: _errors_stored(up, 8, 10), timeout=30)
             rule = {"name": "support-bot failing", "severity": "critical", "webhook_ids": [endpoint["id"]],
                     "condition": {"kind": "threshold", "metric": "error_rate", "comparison": ">", "value": 0.5,
-                                  "window": "1m", "filters": {"service": "support-bot"}}}
+                                  "window": "5m", "filters": {"service": "support-bot"}}}
             r = httpx.post(f"{up.query_url}/api/v1/alert-rules", json=rule, headers=admin)
             assert r.status_code == 201, r.text
-
-            # Spans of the current minute: the rule judges whole minutes, so the next one fires.
-            _send(up, errors=8, ok=2)
-            acked = time.monotonic()
+            created = time.monotonic()
             fired = wait_for(lambda: receiver.received, timeout=90, interval=0.05)[0]
             arrived = time.monotonic()
-            # Healthy spans of the minute now current: the minute after resolves the alert.
+            # The alert is listed with its values, for this tenant only.
+            r = httpx.get(f"{up.query_url}/api/v1/alerts", params={"status": "firing"}, headers=up.auth())
+            (listed,) = r.json()["data"]
+            assert listed["value"] == pytest.approx(0.8) and listed["rule"]["severity"] == "critical"
+            assert "error_rate 80.0%" in listed["summary"]
+            # Healthy spans, late ones of the same minute: the next minute's tick re-reads the window
+            # (8 errors in 20 is not over half) and resolves the alert.
             _send(up, errors=0, ok=10)
             wait_for(lambda: len(receiver.received) >= 2, timeout=90, interval=0.05)
     finally:
@@ -61,7 +75,8 @@ def test_failing_spans_fire_a_signed_webhook_and_healthy_ones_resolve_it(
     assert (firing["type"], resolved["type"]) == ("alert.firing", "alert.resolved")
     assert firing["data"]["alert_id"] == resolved["data"]["alert_id"]
     assert firing["data"]["value"] == pytest.approx(0.8) and resolved["data"]["reason"] == "recovered"
+    assert resolved["data"]["value"] == pytest.approx(0.4)
     assert fired.headers["webhook-id"] == firing["id"]
     assert len(receiver.received) == 2  # one fire, one resolve
-    print(f"\nalert.firing webhook arrived {arrived - acked:.1f} s after the failing spans' ack "
-          "(a rule judges a minute once it has ended)")
+    print(f"\nalert.firing webhook arrived {arrived - created:.1f} s after the rule was created over stored "
+          "failing spans (with the rule in place first, a rule also waits for the minute to end)")

@@ -24,7 +24,7 @@ from tests.reliability.conftest import Load, committed, eventually, private_sett
 
 pytestmark = pytest.mark.crash
 
-KILLS = 3
+KILLS = 2
 REQUESTS, SPANS = 300, 20
 RATE = 12.0  # requests/s: the load spans every kill and restart
 
