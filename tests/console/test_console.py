@@ -300,8 +300,12 @@ async def test_an_alert_shows_in_the_live_tail_and_on_the_alerts_page(page: Page
     assert "alert firing" in await notice.inner_text() and alert["summary"] in await notice.inner_text()
 
     await page.goto(f"{console.url}/#/alerts")
+    await page.reload()  # the page as a user opening it finds it, not only after the live tail
     shown = f"#alerts-table tr[data-alert-id='{alert['alert_id']}']"
-    await page.wait_for_selector(shown)
+    try:
+        await page.wait_for_selector(shown)
+    except Exception as exc:
+        raise AssertionError(f"alert {alert} not shown; the page says: {await _text(page)}") from exc
     text = await page.inner_text(shown)
     assert "tenant a has traffic" in text and "firing" in text and "requests > 0" in text
     assert await page.locator(f"#rules-table tr[data-rule-id='{rule_id}']").count() == 1

@@ -62,7 +62,10 @@ async function route() {
     banner: showBanner,
   };
   try {
-    current.cleanup = (await module.render(ctx)) || null;
+    const cleanup = (await module.render(ctx)) || null;
+    // A page left while it was still rendering must not leave its cleanup on the page that replaced it.
+    if (controller.signal.aborted) { if (cleanup) cleanup(); return; }
+    current.cleanup = cleanup;
   } catch (err) {
     if (err.name === "AbortError" || controller.signal.aborted) return;
     if (err instanceof ApiError && err.status === 401) return; // signed out already
