@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 
 from fastapi import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmscope.auth import KEY_PREFIX, Principal
 from llmscope.batched_writer import BatchedWriter
-from llmscope.http import request_id
+from llmscope.http import ResponseStatus, request_id
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PREFIX_CHARS = 12  # as stored in api_keys.key_prefix; never more of a key than that
@@ -33,18 +33,11 @@ class AuditMiddleware:
         if scope["type"] != "http" or scope["method"] not in MUTATING:
             await self._app(scope, receive, send)
             return
-        status = 500  # unless an answer starts: an unhandled error is answered further out
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        status = ResponseStatus(send)
         try:
-            await self._app(scope, receive, sending)
+            await self._app(scope, receive, status)
         finally:
-            self._writer.add(_row(Request(scope), status))
+            self._writer.add(_row(Request(scope), status.code))
 
 
 def _row(request: Request, status: int) -> dict[str, object]:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
+from starlette.types import Message, Send
 
 from llmscope.auth import KeyResolver, Principal, extract_key
 from llmscope.errors import LLMScopeError
@@ -27,6 +28,21 @@ from llmscope.storage import Store
 REQUEST_ID_HEADER = "x-request-id"
 
 log = logging.getLogger(__name__)
+
+class ResponseStatus:
+    """An ASGI `send` that remembers the status the app answered, for middleware that records
+    requests (metrics, audit); 500 until an answer starts, which is what the client gets if the app
+    raises before answering (an outer handler answers it)."""
+
+    def __init__(self, send: Send) -> None:
+        self.code = 500
+        self._send = send
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.code = message["status"]
+        await self._send(message)
+
 
 class RequestIdMiddleware(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:

@@ -18,7 +18,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from llmscope.http import ResponseStatus
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +120,9 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500  # what the client gets if the app raises before answering
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        status = ResponseStatus(send)
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receive, status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or (UNMATCHED if status == 404 else OTHER)
-            HTTP_REQUEST_SECONDS.labels(self.name, scope["method"], route, str(status)).observe(time.perf_counter() - start)
+            route = getattr(scope.get("route"), "path", None) or (UNMATCHED if status.code == 404 else OTHER)
+            HTTP_REQUEST_SECONDS.labels(self.name, scope["method"], route, str(status.code)).observe(time.perf_counter() - start)
