@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -71,6 +72,14 @@ class EmbeddedBroker:
             self.output = (self.output + [line])[-50:]
             if "ready in" in line:
                 ready.set()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the broker process (0 once it has exited): what its messages cost."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except FileNotFoundError:
+            return 0
+        return next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.process.poll() is None:

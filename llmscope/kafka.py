@@ -81,16 +81,16 @@ class IngestProducer:
     async def send(self, message: IngestMessage, key: bytes | None = None) -> None:
         if self._producer is None:
             await self.connect()
-        assert self._producer is not None
+        # This send's producer: a switch (below) during the await must not change it half-way.
+        producer, settings = self._producer, self._settings
+        assert producer is not None
         start = time.perf_counter()
         try:
             if self._check_topics:
-                await asyncio.wait_for(ensure_topics(self._settings), self._settings.produce_timeout_seconds)
+                await asyncio.wait_for(ensure_topics(settings), settings.produce_timeout_seconds)
                 self._check_topics = False
-            future = await self._producer.send(
-                self._settings.ingest_topic, message.value, key=key, headers=message.headers()
-            )
-            await asyncio.wait_for(future, self._settings.produce_timeout_seconds)
+            future = await producer.send(settings.ingest_topic, message.value, key=key, headers=message.headers())
+            await asyncio.wait_for(future, settings.produce_timeout_seconds)
         except (KafkaError, OSError, asyncio.TimeoutError) as exc:
             KAFKA_PRODUCE_SECONDS.labels("failed").observe(time.perf_counter() - start)
             self._check_topics = True
@@ -109,6 +109,19 @@ class IngestProducer:
         except (KafkaError, OSError, asyncio.TimeoutError, Unavailable):
             self._check_topics = True
             return False
+
+    async def switch(self, settings: Settings) -> None:
+        """Produce with `settings` (another broker) from now on. Returns once every write handed
+        to the old broker has been answered (acknowledged, or failed and so answered 503): after
+        it, this producer writes nothing more there. `up` uses it to replace its embedded broker."""
+        async with self._lock:
+            old, self._producer, self._settings = self._producer, None, settings
+            self._check_topics = False
+        try:
+            await self.connect()
+        finally:
+            if old is not None:
+                await old.stop()  # flushes what it holds, and waits for the broker's answers
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -10,13 +10,15 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import faust
 from ingest.app import create_ingest_app
 from ingest.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from llmscope.auth import KeyResolver, create_key
 from llmscope.batched_writer import BatchedWriter
 from llmscope.broker import EmbeddedBroker
+from llmscope.broker_rotation import BrokerGenerations, drain
 from llmscope.http import Server, make_server
-from llmscope.kafka import IngestProducer, consumer_lag, ensure_topics, refresh_consumer_lag
+from llmscope.kafka import IngestProducer, ensure_topics, refresh_consumer_lag
 from llmscope.key_invalidation import KeyInvalidation
 from llmscope.live import LiveHub, make_hub
 from llmscope.metrics import refreshed_on_scrape
@@ -33,8 +35,6 @@ DEV_TENANT = "dev"
 DEV_SCOPES = {"ingest", "read"}
 # `up` serves one person: its admin key manages every tenant (and so `llmscope tenants` works against it).
 ADMIN_SCOPES = {"ingest", "read", "admin", "superadmin"}
-# The drain gives up only when the backlog stops shrinking for this long (the store is down).
-DRAIN_STALL_SECONDS = 30.0
 
 
 class Stopping:
@@ -212,16 +212,28 @@ async def run_up(
     """Broker, migrations, ingest, worker and query in one process over chDB (see ARCHITECTURE.md)."""
     stop = stop or _stop_event("acknowledged messages not yet stored are lost (the embedded broker keeps them in memory)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # tansu has no idempotent producer (InitProducerId fails); acks=all still holds. A webhook
+    # receiver in development is usually on this machine: private addresses are allowed unless
+    # the setting says otherwise.
+    allow_private = settings.webhook_allow_private or "webhook_allow_private" not in settings.model_fields_set
+    settings = settings.model_copy(update={"kafka_idempotence": False, "webhook_allow_private": allow_private})
+    live = LiveHub()  # worker and query share the process: the live stream stays in it
+    store: Store | None = None
+
+    async def start_worker(current: Settings) -> faust.App:
+        assert store is not None
+        worker, _sink = create_worker_app(current, store, live)
+        await worker.start()
+        return worker
+
+    # The broker, the worker on it and the ingest producer's target are replaced together before
+    # the broker grows too large (llmscope/broker_rotation.py).
+    generations = BrokerGenerations(settings, start_worker, stop.set)
     # Started from this (the main) thread: the broker dies with the thread that started it.
-    broker = EmbeddedBroker.start()
+    broker = generations.start_broker()
     async with AsyncExitStack() as exits:
-        exits.callback(broker.stop)
-        # tansu has no idempotent producer (InitProducerId fails); acks=all still holds. A webhook
-        # receiver in development is usually on this machine: private addresses are allowed unless
-        # the setting says otherwise.
-        allow_private = settings.webhook_allow_private or "webhook_allow_private" not in settings.model_fields_set
-        settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap, "kafka_idempotence": False,
-                                               "webhook_allow_private": allow_private})
+        exits.callback(generations.stop_broker)
+        settings = generations.settings
         store = open_store(settings)
         exits.callback(store.close)
         apply_migrations(store, settings.retention_days)
@@ -229,14 +241,12 @@ async def run_up(
         admin = dev_key(store, settings.data_dir, "admin-api-key", ADMIN_SCOPES) if admin_key else None
         await ensure_topics(settings)
 
-        live = LiveHub()  # worker and query share the process: the live stream stays in it
-        worker, _sink = create_worker_app(settings, store, live)
-        await worker.start()
-        exits.push_async_callback(worker.stop)
+        await generations.start_worker()
+        exits.push_async_callback(generations.stop_worker)
         # The worker's metrics are in this process's registry: ingest's and query's /metrics serve them.
-        exits.enter_context(refreshed_on_scrape(lambda: refresh_consumer_lag(settings)))
+        exits.enter_context(refreshed_on_scrape(lambda: refresh_consumer_lag(generations.settings)))
 
-        producer = IngestProducer(settings)
+        producer = generations.producer
         await producer.connect()
         # One resolver for both apps: a revocation through the admin API reaches ingest in the same instant.
         resolver = _resolver(settings, store)
@@ -250,34 +260,14 @@ async def run_up(
         query_server = make_server(query_app, settings.query_host, settings.query_port)
         ingest_tasks = await _serve([ingest_server])
         query_tasks = await _serve([query_server])
+        generations.run()
         if announce:
             print(banner(settings, broker, key, admin), flush=True)
         await stop.wait()
+        await generations.close()  # a rotation in progress finishes first
         log.info("stopping: ingest first, then draining the broker into the store")
         await _stop_servers([ingest_server], ingest_tasks)
         await producer.close()
         # The embedded broker keeps messages in memory only: store everything acknowledged before it goes.
-        await _drain(settings)
+        await drain(generations.settings)
         await _stop_servers([query_server], query_tasks)
-
-
-async def _drain(settings: Settings) -> None:
-    """Wait until the worker has stored everything in the broker, for as long as it makes progress."""
-    loop = asyncio.get_running_loop()
-    best, since = None, loop.time()
-    while True:
-        try:
-            lag = await consumer_lag(settings, settings.worker_name)
-        except Exception as exc:
-            log.warning("cannot read consumer lag: %s", exc)
-            return
-        if lag == 0:
-            return
-        if best is None or lag < best:
-            if best is not None:
-                log.info("draining: %d message(s) left to store", lag)
-            best, since = lag, loop.time()
-        elif loop.time() - since > DRAIN_STALL_SECONDS:
-            log.warning("stopped with %d message(s) still in the broker: no progress for %.0fs", lag, DRAIN_STALL_SECONDS)
-            return
-        await asyncio.sleep(0.2)
