@@ -113,15 +113,17 @@ async def carry_over(old: Settings, new: Settings) -> int:
         if not starts:
             return 0
         records = await _read(consumer, starts, ends)
-        futures = []
+        copied = 0
         for tp, messages in records.items():
             if tp.topic.endswith(CHANGELOG_SUFFIX):  # a table's state: its last value per key
                 latest = {key: (value, headers) for key, value, headers in messages}
                 messages = [(key, value, headers) for key, (value, headers) in latest.items() if value is not None]
-            for key, value, headers in messages:
-                futures.append(await producer.send(tp.topic, value, key=key, partition=tp.partition, headers=headers))
-        await asyncio.gather(*futures)
-        return len(futures)
+            # One partition at a time: tansu answers a produce request that spans several topics
+            # with NotLeaderForPartition for some of them (seen with aiokafka 0.14).
+            await asyncio.gather(*[await producer.send(tp.topic, value, key=key, partition=tp.partition, headers=headers)
+                                   for key, value, headers in messages])
+            copied += len(messages)
+        return copied
     finally:
         await producer.stop()
         await consumer.stop()
