@@ -1,14 +1,18 @@
 """Soak: `llmscope up` under a steady OTLP load for a long time (not run in CI).
 
 Every --interval seconds it samples: RSS of the `up` process, of its CPU-stage worker processes
-and of the tansu broker child, each separately; spans accepted per second; freshness (how long
-until a marker trace sent at the sample time is readable through the query API); and errors.
-It prints a table, a summary, and what the broker's memory costs per million spans (tansu's
-memory storage keeps every message and applies no retention), then stops `up` with SIGTERM and
-reports how long the drain took.
+and of its tansu broker(s) (two while `up` replaces its broker), each separately and in total;
+spans accepted per second; freshness (how long until a marker trace sent at the sample time is
+readable through the query API); and errors. Each sample is printed and appended to --samples
+as it is taken (flushed, so a long run can be read while it goes). At the end: a summary with
+each process's RSS after the warm-up, its trend (least squares, MiB/h), an extrapolation of the
+total to 24 h, how often the broker was replaced and what it costs per million spans between
+replacements; then `up` is stopped with SIGTERM and the drain timed.
 
     python bench/soak.py                      # 30 minutes at 1000 spans/s
     python bench/soak.py --minutes 3 --rate 2000
+    python bench/soak.py --hours 2 --samples soak.samples
+    LLMSCOPE_BROKER_ROTATE_MIB=64 python bench/soak.py --minutes 45 --rate 3000   # rotations sooner
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -57,9 +62,10 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def process_memory(up_pid: int) -> tuple[int, int, int]:
-    """(up, its python worker processes, tansu) resident bytes."""
+def process_memory(up_pid: int) -> tuple[int, int, int, frozenset[int]]:
+    """(up, its python worker processes, tansu) resident bytes, and the pids of the brokers."""
     workers = tansu = 0
+    brokers = set()
     for child in children(up_pid):
         try:
             cmd = Path(f"/proc/{child}/cmdline").read_bytes()
@@ -67,9 +73,10 @@ def process_memory(up_pid: int) -> tuple[int, int, int]:
             continue
         if b"tansu" in cmd:
             tansu += rss(child)
+            brokers.add(child)
         else:
             workers += rss(child) + sum(rss(g) for g in children(child))
-    return rss(up_pid), workers, tansu
+    return rss(up_pid), workers, tansu, frozenset(brokers)
 
 
 @dataclass
@@ -90,6 +97,22 @@ class Sample:
     tansu: int
     total_spans: int
     errors: dict[str, int]
+    brokers: frozenset[int] = frozenset()
+
+    @property
+    def total(self) -> int:
+        return self.up + self.workers + self.tansu
+
+
+COLUMNS = (f"{'t s':>7} {'spans/s':>8} {'p99 ms':>7} {'fresh s':>7} {'up MiB':>7} {'pool MiB':>8} {'tansu MiB':>9} "
+           f"{'total MiB':>9} {'brokers':>7} {'spans':>10}  errors")
+
+
+def row(s: Sample, rotations: int) -> str:
+    fresh = f"{s.freshness_s:7.2f}" if s.freshness_s is not None else "  never"
+    return (f"{s.t:7.0f} {s.spans_per_s:8.0f} {s.p99_ms:7.0f} {fresh} {s.up / MiB:7.0f} {s.workers / MiB:8.0f} "
+            f"{s.tansu / MiB:9.0f} {s.total / MiB:9.0f} {f'{len(s.brokers)}/{rotations}':>7} {s.total_spans:10d}  "
+            f"{fmt_errors(s.errors)}")
 
 
 class Soak:
@@ -150,75 +173,131 @@ class Soak:
         return None
 
 
-def fmt_errors(errors: dict[str, int]) -> str:
-    return ",".join(f"{k}:{v}" for k, v in sorted(errors.items())) or "-"
-
-
 async def soak(args: argparse.Namespace, up: subprocess.Popen[bytes], ingest: str, query: str, key: str) -> list[Sample]:
     run = Soak(ingest, query, key, args.rate, args.batch)
     loader = asyncio.create_task(run.load())
     samples: list[Sample] = []
+    seen: set[int] = set()  # every broker pid so far: a new one is a rotation
     start = time.monotonic()
-    print(f"{'t s':>6} {'spans/s':>8} {'p99 ms':>7} {'fresh s':>7} {'up MiB':>7} {'pool MiB':>8} {'tansu MiB':>9} {'spans':>9}  errors",
-          flush=True)
+    out = args.samples.open("a") if args.samples else None
+    # brokers: how many run now / how many times `up` replaced its broker so far.
+    emit(out, COLUMNS)
     try:
-        while time.monotonic() - start < args.minutes * 60:
+        while time.monotonic() - start < args.seconds:
             probe = asyncio.create_task(run.freshness())
             await asyncio.sleep(args.interval)
             window, run.window = run.window, Window()
             fresh = await probe if probe.done() else None
             if not probe.done():
                 probe.cancel()
-            up_rss, pool_rss, tansu_rss = process_memory(up.pid)
+            up_rss, pool_rss, tansu_rss, brokers = process_memory(up.pid)
+            seen |= brokers
             lat = sorted(window.latencies)
             s = Sample(
                 t=time.monotonic() - start,
                 spans_per_s=window.accepted_spans / args.interval,
                 p99_ms=(lat[int(0.99 * (len(lat) - 1))] * 1000) if lat else 0.0,
                 freshness_s=fresh, up=up_rss, workers=pool_rss, tansu=tansu_rss,
-                total_spans=run.total_spans, errors=window.errors,
+                total_spans=run.total_spans, errors=window.errors, brokers=brokers,
             )
             samples.append(s)
-            fresh_text = f"{fresh:7.2f}" if fresh is not None else "  never"
-            print(f"{s.t:6.0f} {s.spans_per_s:8.0f} {s.p99_ms:7.0f} {fresh_text} {up_rss / MiB:7.0f} {pool_rss / MiB:8.0f} "
-                  f"{tansu_rss / MiB:9.0f} {s.total_spans:9d}  {fmt_errors(window.errors)}", flush=True)
+            emit(out, row(s, len(seen) - 1))
             if up.poll() is not None:
-                print("llmscope up exited during the soak", flush=True)
+                emit(out, "llmscope up exited during the soak")
                 break
     finally:
         run.stop.set()
         await loader
+        if out:
+            out.close()
     return samples
 
 
-def summary(samples: list[Sample], minutes: float) -> None:
+def emit(out: TextIO | None, line: str) -> None:
+    """To the terminal and to the samples file, each line flushed as it is made."""
+    print(line, flush=True)
+    if out:
+        out.write(line + "\n")
+        out.flush()
+
+
+def fmt_errors(errors: dict[str, int]) -> str:
+    return ",".join(f"{k}:{v}" for k, v in sorted(errors.items())) or "-"
+
+
+def summary(samples: list[Sample], warmup_s: float) -> list[str]:
     if len(samples) < 2:
-        print("not enough samples")
-        return
+        return ["not enough samples"]
     first, last = samples[0], samples[-1]
     fresh = [s.freshness_s for s in samples if s.freshness_s is not None]
     errors: dict[str, int] = {}
     for s in samples:
         for k, v in s.errors.items():
             errors[k] = errors.get(k, 0) + v
-    spans = last.total_spans - first.total_spans
-    per_million = (last.tansu - first.tansu) / spans * 1e6 if spans else 0.0
-    # Least-squares slope after a one-minute warm-up: single samples are noisy (chDB merges, GC).
-    steady = [s for s in samples if s.t >= 60] or samples
-    up_slope = _slope([(s.t / 3600, s.up) for s in steady])
     rate = statistics.mean(s.spans_per_s for s in samples[1:])
-    print("\nsummary")
-    print(f"  accepted: {last.total_spans} spans, {rate:.0f} spans/s on average; errors: {fmt_errors(errors)}")
+    lines = ["", "summary",
+             f"  accepted: {last.total_spans} spans, {rate:.0f} spans/s on average; errors: {fmt_errors(errors)}"]
     if fresh:
-        print(f"  freshness: p50 {statistics.median(fresh):.2f} s, max {max(fresh):.2f} s, "
-              f"{len(samples) - len(fresh)} of {len(samples)} markers not readable within the sample interval")
-    print(f"  up RSS: {first.up / MiB:.0f} -> {last.up / MiB:.0f} MiB (trend after the first minute {up_slope / MiB:+.0f} MiB/h); "
-          f"worker pool: {first.workers / MiB:.0f} -> {last.workers / MiB:.0f} MiB")
-    print(f"  tansu RSS: {first.tansu / MiB:.0f} -> {last.tansu / MiB:.0f} MiB: {per_million / MiB:.0f} MiB per million spans "
-          f"({per_million / 1e6:.0f} bytes/span)")
-    print(f"  at {rate:.0f} spans/s the broker grows {rate * 3600 * per_million / 1e6 / MiB / 1024:.2f} GiB/hour, "
-          f"{rate * 86400 * per_million / 1e6 / MiB / 1024:.1f} GiB/day: `up` is for development loads, or restart it "
-          "(graceful stop drains) to give the broker's memory back")
+        lines.append(f"  freshness: p50 {statistics.median(fresh):.2f} s, p99 {_quantile(fresh, 0.99):.2f} s, "
+                     f"max {max(fresh):.2f} s, {len(samples) - len(fresh)} of {len(samples)} markers not readable "
+                     "within the sample interval")
+    # Least squares after the warm-up: single samples are noisy (chDB merges, GC, broker rotations).
+    steady = [s for s in samples if s.t >= warmup_s]
+    if len(steady) < 2:
+        steady = samples[len(samples) // 2:]
+    hours = (steady[-1].t - steady[0].t) / 3600
+    lines.append(f"  RSS after a warm-up of {steady[0].t / 60:.0f} min, over {hours * 60:.0f} min: "
+                 "first -> last (min..max), trend")
+    for name, get in (("up", lambda s: s.up), ("worker pool", lambda s: s.workers),
+                      ("tansu", lambda s: s.tansu), ("total", lambda s: s.total)):
+        values = [get(s) for s in steady]
+        slope = _slope([(s.t / 3600, get(s)) for s in steady])
+        lines.append(f"    {name:<12} {get(first) / MiB:6.0f} -> {get(last) / MiB:6.0f} MiB "
+                     f"({min(values) / MiB:.0f}..{max(values) / MiB:.0f}), {slope / MiB:+.1f} MiB/h")
+    lines += _extrapolation(steady)
+    lines += _broker(samples, rate)
+    return lines
+
+
+def _extrapolation(steady: list[Sample]) -> list[str]:
+    """The total at 24 h if the trend after the warm-up went on: from the mean of the last tenth of
+    the samples and from the highest sample (a broker about to be replaced), both plus the slope."""
+    last_tenth = steady[-max(1, len(steady) // 10):]
+    slope = _slope([(s.t / 3600, s.total) for s in steady])
+    now_h = steady[-1].t / 3600
+    mean_now = statistics.mean(s.total for s in last_tenth)
+    peak = max(s.total for s in steady)
+    at_24 = mean_now + slope * max(0.0, 24 - now_h)
+    peak_24 = peak + max(0.0, slope) * max(0.0, 24 - now_h)
+    span = (steady[-1].t - steady[0].t) / 3600
+    caveat = ("a trend over less than an hour says little about a day" if span < 1
+              else f"a straight line from {span:.1f} h of data")
+    return [f"  extrapolated total at 24 h: {at_24 / MiB:.0f} MiB typical, {peak_24 / MiB:.0f} MiB at a peak "
+            f"(now {mean_now / MiB:.0f} MiB, peak so far {peak / MiB:.0f} MiB, trend {slope / MiB:+.1f} MiB/h; {caveat})"]
+
+
+def _broker(samples: list[Sample], rate: float) -> list[str]:
+    """Rotations, and the broker's growth per million spans between them."""
+    seen: set[int] = set()
+    for s in samples:
+        seen |= s.brokers
+    grown = spans = 0.0
+    for a, b in zip(samples, samples[1:]):
+        if a.brokers == b.brokers and len(a.brokers) == 1:  # the same single broker: its growth is the spans'
+            grown += b.tansu - a.tansu
+            spans += b.total_spans - a.total_spans
+    per_million = grown / spans * 1e6 if spans else 0.0
+    lines = [f"  broker: replaced {max(0, len(seen) - 1)} time(s); between replacements it grows "
+             f"{per_million / MiB:.0f} MiB per million spans ({per_million / 1e6:.0f} bytes/span), "
+             f"{rate * 3600 * per_million / 1e6 / MiB:.0f} MiB/h at {rate:.0f} spans/s"]
+    if len(seen) <= 1:
+        lines.append(f"  without a replacement it would hold {rate * 86400 * per_million / 1e6 / MiB / 1024:.1f} GiB after a day")
+    return lines
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _slope(points: list[tuple[float, float]]) -> float:
@@ -232,15 +311,21 @@ def _slope(points: list[tuple[float, float]]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=30.0)
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--minutes", type=float, default=None, help="how long (default 30)")
+    length.add_argument("--hours", type=float, default=None, help="how long, in hours")
     parser.add_argument("--rate", type=float, default=1000.0, help="spans per second")
     parser.add_argument("--batch", type=int, default=100, help="spans per request")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument("--warmup-minutes", type=float, default=10.0, help="left out of the trends")
+    parser.add_argument("--samples", type=Path, default=None, help="append every sample line (and the summary) here")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a fresh temporary directory")
     args = parser.parse_args()
+    args.seconds = args.hours * 3600 if args.hours is not None else (args.minutes or 30.0) * 60
+    length_text = f"{args.seconds / 3600:g} h" if args.hours is not None else f"{args.seconds / 60:g} min"
     header(
         f"`llmscope up` (ingest, worker, query and tansu on this machine) under {args.rate:,.0f} spans/s for "
-        f"{args.minutes:g} min, sampled every {args.interval:g} s",
+        f"{length_text}, sampled every {args.interval:g} s",
         "over HTTP on loopback, load from this process (4 clients, paced); per sample: spans accepted in the window "
         "/ its length, p99 of the window's request latencies, RSS from /proc, and the freshness of one marker trace "
         "(from just before its POST until GET /api/v1/traces/{id} answers 200, polled every 0.1 s: it includes the "
@@ -249,8 +334,9 @@ def main() -> None:
     machine = Machine()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="llmscope-soak-"))
     up, ingest, query, key = start_up(data_dir)
+    rotation = {k: v for k, v in os.environ.items() if k.startswith("LLMSCOPE_BROKER_ROTATE")}
     print(f"llmscope up (pid {up.pid}) in {data_dir}: {args.rate:.0f} spans/s in requests of {args.batch}, "
-          f"{args.minutes:g} min, a sample every {args.interval:g} s", flush=True)
+          f"{length_text}, a sample every {args.interval:g} s; broker rotation: {rotation or 'defaults'}", flush=True)
     try:
         samples = asyncio.run(soak(args, up, ingest, query, key))
     finally:
@@ -261,9 +347,12 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             up.kill()
             code = up.wait()
-        print(f"graceful stop (drain included) took {time.monotonic() - t0:.1f} s, exit code {code}")
-    summary(samples, args.minutes)
-    print(f"machine: {machine.summary()}")
+        stopped = f"graceful stop (drain included) took {time.monotonic() - t0:.1f} s, exit code {code}"
+    out = args.samples.open("a") if args.samples else None
+    for line in [stopped, *summary(samples, args.warmup_minutes * 60), f"machine: {machine.summary()}"]:
+        emit(out, line)
+    if out:
+        out.close()
 
 
 if __name__ == "__main__":

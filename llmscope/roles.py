@@ -221,9 +221,13 @@ async def run_up(
     store: Store | None = None
 
     async def start_worker(current: Settings) -> faust.App:
+        """A worker on `current`'s broker, returned once it consumes. No message may reach a new
+        broker before: Faust would drop one fetched during the worker's recovery and commit past
+        it (llmscope/broker_rotation.py, step 2)."""
         assert store is not None
         worker, _sink = create_worker_app(current, store, live)
         await worker.start()
+        await worker.tables.recovery.completed.wait()  # type: ignore[attr-defined]  # TableManager has it; TableManagerT lacks it
         return worker
 
     # The broker, the worker on it and the ingest producer's target are replaced together before

@@ -1,7 +1,7 @@
 """The carry-over of a broker rotation (llmscope/broker_rotation.py) against two real tansu brokers:
-exactly what the worker group has not committed moves, in its partition, with its key and headers;
-a table's changelog moves as its last value per key; dead letters move whole; Faust's leader
-topic stays behind."""
+the tables' snapshot is each changelog's last value per key and nothing else; then exactly what
+the worker group has not committed moves, in its partition, with its key and headers, and dead
+letters move whole; Faust's leader topic stays behind."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def _settings(broker: EmbeddedBroker) -> Settings:
 
 def test_what_the_group_has_not_committed_moves_and_nothing_else(brokers: tuple[EmbeddedBroker, EmbeddedBroker]) -> None:
     old, new = (_settings(b) for b in brokers)
-    copied, on_new, partitions = asyncio.run(_scenario(old, new))
+    (tables, after_tables), (copied, on_new), partitions = asyncio.run(_scenario(old, new))
+
+    assert tables == 2 and list(after_tables) == [(CHANGELOG, 1)], "the snapshot is the tables' changelogs only"
 
     h = [("llmscope-message-id", b"x")]
     assert on_new[(old.ingest_topic, 0)] == [(b"k3", b"m3", h), (b"k4", b"m4", h)]  # committed up to 3
@@ -50,11 +52,14 @@ def test_what_the_group_has_not_committed_moves_and_nothing_else(brokers: tuple[
     # The changelog's last value per key; a key whose last value is a tombstone is gone.
     assert sorted(on_new[(CHANGELOG, 1)]) == [(b"a", b"a2", []), (b"c", b"c1", [])]
     assert not any(topic == LEADER for topic, _ in on_new)
-    assert copied == 8
+    assert copied == 6
     assert partitions[CHANGELOG] == 4, "the changelog keeps its partition count on the new broker"
 
 
-async def _scenario(old: Settings, new: Settings) -> tuple[int, dict[tuple[str, int], list[Record]], dict[str, int]]:
+Copied = tuple[int, dict[tuple[str, int], list[Record]]]
+
+
+async def _scenario(old: Settings, new: Settings) -> tuple[Copied, Copied, dict[str, int]]:
     await ensure_topics(old)
     await ensure_topics(new)
     admin = AIOKafkaAdminClient(bootstrap_servers=old.kafka_bootstrap_servers)
@@ -82,8 +87,11 @@ async def _scenario(old: Settings, new: Settings) -> tuple[int, dict[tuple[str, 
     await committer.commit(done)
     await committer.stop()
 
-    copied = await carry_over(old, new)
-    return copied, *await _everything(new)
+    tables = await carry_over(old, new, tables=True)
+    after_tables, _ = await _everything(new)
+    copied = await carry_over(old, new, tables=False)
+    on_new, partitions = await _everything(new)
+    return (tables, after_tables), (copied, on_new), partitions
 
 
 async def _everything(settings: Settings) -> tuple[dict[tuple[str, int], list[Record]], dict[str, int]]:
