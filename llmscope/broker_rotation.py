@@ -202,7 +202,6 @@ class BrokerGenerations:
         self.broker = EmbeddedBroker.start()
         self.settings = self._for(self.broker)
         self.producer = IngestProducer(self.settings)
-        self._born = time.monotonic()
         return self.broker
 
     async def start_worker(self) -> None:
@@ -228,6 +227,7 @@ class BrokerGenerations:
 
     def run(self) -> None:
         """Check every `broker_rotate_check_seconds` and rotate when due, until `close`."""
+        self._born = time.monotonic()  # the broker's age counts from the first message it may get
         self._task = asyncio.create_task(self._loop(), name="broker-rotation")
 
     async def _loop(self) -> None:

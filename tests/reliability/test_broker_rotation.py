@@ -5,17 +5,21 @@ doubles nothing after the restart."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import UpProcess, start_up, stop_up, wait_for
 from tests.processes import alive, descendants, gone
-from tests.reliability.test_up_lifecycle import Background, assert_everything_stored_once, summary, trace_ids
+from tests.reliability.conftest import Load
+from tests.reliability.test_up_lifecycle import assert_everything_stored_once, summary, trace_ids
 
 pytestmark = pytest.mark.crash
 
@@ -26,8 +30,39 @@ ROTATED = "broker rotated to"
 @pytest.fixture(autouse=True)
 def rotate_often(monkeypatch: pytest.MonkeyPatch) -> None:
     """A rotation every few seconds (by age: a test cannot fill the broker to its memory threshold)."""
-    monkeypatch.setenv("LLMSCOPE_BROKER_ROTATE_SECONDS", "4")
+    monkeypatch.setenv("LLMSCOPE_BROKER_ROTATE_SECONDS", "3")
     monkeypatch.setenv("LLMSCOPE_BROKER_ROTATE_CHECK_SECONDS", "0.5")
+
+
+class Paced:
+    """OTLP requests of 20 spans at `rate` per second from a thread of its own, until stopped: a
+    load that spans every step of the rotations, small enough to list back in a few seconds."""
+
+    def __init__(self, url: str, key: str, rate: float = 25.0) -> None:
+        self.load = Load(httpx.AsyncClient(base_url=url, timeout=10), key, spans=20)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run(rate)), daemon=True)
+        self._thread.start()
+
+    async def _run(self, rate: float) -> None:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not self._stop.is_set():
+                await asyncio.sleep(0.05)
+            stop.set()
+
+        await asyncio.gather(watch(), self.load.steady(rate, stop))
+        await self.load.client.aclose()
+
+    @property
+    def acked(self) -> int:
+        return len(self.load.acked)
+
+    def stop(self) -> Load:
+        self._stop.set()
+        self._thread.join(30)
+        return self.load
 
 
 def log_count(up: UpProcess, text: str) -> int:
@@ -54,14 +89,13 @@ def test_up_rotates_its_broker_under_load_stops_the_old_one_and_stores_every_spa
     try:
         first = brokers(up)
         assert len(first) == 1, first
-        load = Background(up.ingest_url, up.key, clients=2)
+        load = Paced(up.ingest_url, up.key)
         wait_for(lambda: log_count(up, ROTATED) >= 2, timeout=60)
         total = load.stop()
         assert not gone(first), "the first broker still runs after the rotations: its memory is not given back"
-        now = brokers(up)
-        assert len(now) == 1 and now != first, now
-        statuses = {code for one in load.loads for code in one.statuses}
-        assert statuses == {200}, f"the ingest answered {statuses} while its broker was replaced"
+        now = wait_for(lambda: brokers(up) if len(brokers(up)) == 1 else None, interval=0.02)  # between rotations
+        assert now != first, now
+        assert set(total.statuses) == {200}, f"the ingest answered {total.statuses} while its broker was replaced"
         assert_everything_stored_once(up, total)
     finally:
         assert stop_up(up) == 0
@@ -71,8 +105,9 @@ def test_up_rotates_its_broker_under_load_stops_the_old_one_and_stores_every_spa
 def test_a_cpu_stage_killed_during_a_rotation_loses_and_doubles_nothing(tmp_path: Path) -> None:
     up = start_up(tmp_path)
     try:
-        load = Background(up.ingest_url, up.key, clients=2)
-        wait_for(lambda: log_count(up, ROTATING) >= 1, timeout=60, interval=0.02)
+        load = Paced(up.ingest_url, up.key)
+        wait_for(lambda: log_count(up, ROTATED) >= 1, timeout=60)  # the load runs: the CPU stage too
+        wait_for(lambda: log_count(up, ROTATING) >= 2, timeout=60, interval=0.02)
         killed = cpu_stage(up)
         assert killed, "no CPU-stage process to kill"
         for pid in killed:
@@ -88,7 +123,7 @@ def test_a_cpu_stage_killed_during_a_rotation_loses_and_doubles_nothing(tmp_path
 def test_kill_9_of_up_during_a_rotation_leaves_no_process_and_doubles_nothing_after_a_restart(tmp_path: Path) -> None:
     rng = random.Random()
     up = start_up(tmp_path)
-    load = Background(up.ingest_url, up.key, clients=2)
+    load = Paced(up.ingest_url, up.key)
     try:
         wait_for(lambda: log_count(up, ROTATING) >= 1, timeout=60, interval=0.02)
         time.sleep(rng.uniform(0.0, 1.0))  # somewhere in the switch, the drain or the worker's restart
@@ -104,8 +139,8 @@ def test_kill_9_of_up_during_a_rotation_leaves_no_process_and_doubles_nothing_af
 
     again = start_up(tmp_path)
     try:
-        after = Background(again.ingest_url, again.key, clients=2)
-        wait_for(lambda: log_count(again, ROTATED) >= 1, timeout=60)
+        after = Paced(again.ingest_url, again.key)
+        wait_for(lambda: after.acked >= 500, timeout=60)
         after_total = after.stop()
         wait_for(lambda: after_total.acked_traces <= set(trace_ids(again)), timeout=60)
         ids = trace_ids(again)
