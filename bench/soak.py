@@ -246,7 +246,7 @@ def summary(samples: list[Sample], warmup_s: float) -> list[str]:
     if len(steady) < 2:
         steady = samples[len(samples) // 2:]
     hours = (steady[-1].t - steady[0].t) / 3600
-    lines.append(f"  RSS after a warm-up of {steady[0].t / 60:.0f} min, over {hours * 60:.0f} min: "
+    lines.append(f"  RSS after a warm-up of {steady[0].t / 60:.1f} min, over {hours * 60:.1f} min: "
                  "first -> last (min..max), trend")
     for name, get in (("up", lambda s: s.up), ("worker pool", lambda s: s.workers),
                       ("tansu", lambda s: s.tansu), ("total", lambda s: s.total)):
