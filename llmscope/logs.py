@@ -34,6 +34,9 @@ _SECRETS = (
 )
 
 
+_CHATTY = ("faust", "mode", "aiokafka")
+
+
 def redact(text: str) -> str:
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
@@ -103,3 +106,7 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # The stream libraries narrate every start, stop and partition assignment at INFO (dozens of
+    # lines per start); their warnings and errors still come through, and DEBUG shows everything.
+    for chatty in _CHATTY:
+        logging.getLogger(chatty).setLevel(level if logging.getLevelName(level) == logging.DEBUG else logging.WARNING)
