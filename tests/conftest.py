@@ -24,6 +24,7 @@ from query.app import create_query_app
 from streams.sink import StoreSink
 from streams.worker import create_worker_app
 from tests.processes import kill_all, mark_session, marked
+from tests.tls_proxy import Pki, make_pki
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,6 +58,12 @@ def broker() -> Iterator[EmbeddedBroker]:
     b = EmbeddedBroker.start()
     yield b
     b.stop()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A certificate authority of the session's own, its server and client certificates."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session")
