@@ -206,7 +206,7 @@ class RedisLiveHub(LiveHub):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("live fan-out (Redis) reader failed, reconnecting in %.1fs: %r", delay, exc)
+                log.warning("live fan-out (Redis) reader failed, reconnecting in %.1fs: %s: %s", delay, type(exc).__name__, exc)
                 for subs in self._subscriptions.values():
                     for subscription in subs:
                         subscription.interrupt()
