@@ -237,10 +237,13 @@ async def run_up(
         exits.callback(broker.stop)
         # tansu has no idempotent producer (InitProducerId fails); acks=all still holds. A webhook
         # receiver in development is usually on this machine: private addresses are allowed unless
-        # the setting says otherwise.
+        # the setting says otherwise. tansu allows short group sessions: the worker consumes
+        # seconds sooner after start.
         allow_private = settings.webhook_allow_private or "webhook_allow_private" not in settings.model_fields_set
+        session = settings.kafka_session_timeout_seconds if "kafka_session_timeout_seconds" in settings.model_fields_set else 3.0
         settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap, "kafka_idempotence": False,
-                                               "webhook_allow_private": allow_private})
+                                               "webhook_allow_private": allow_private,
+                                               "kafka_session_timeout_seconds": session})
         store = open_store(settings)
         exits.callback(store.close)
         apply_migrations(store, settings.retention_days)

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     # Concurrent requests batch themselves while a produce is in flight; lingering only adds latency.
     kafka_linger_ms: int = Field(0, ge=0, le=1000)
     kafka_compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = "zstd"
+    # How long the group waits for a silent worker before handing its partitions to another. A
+    # worker restarted after a crash waits about this long (twice, on tansu) before it consumes.
+    # Apache Kafka refuses less than its group.min.session.timeout.ms (6 s by default); `up`'s
+    # embedded broker has no such floor and `up` uses 3 s (its worker heartbeats every second
+    # from the consumer's own thread, so a busy event loop does not miss one).
+    kafka_session_timeout_seconds: float = Field(10.0, ge=1.0, le=300.0)
     ingest_topic: str = "llmscope-ingest"
     deadletter_topic: str = "llmscope-deadletter"
     # Webhook events (alerts, anomalies, tests) on their way to delivery: schemas/notifications.py.

@@ -39,7 +39,7 @@ def _faust_app(settings: Settings) -> faust.App:
         # Brokers hold a group join open for the whole rebalance timeout (tansu included);
         # short timeouts let a restarted worker resume within seconds.
         broker_rebalance_timeout=3.0,
-        broker_session_timeout=10.0,
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
         broker_heartbeat_interval=1.0,
         broker_commit_interval=1.0,
         producer_acks=-1,

@@ -83,6 +83,8 @@ def settings(broker: EmbeddedBroker, data_dir: Path) -> Settings:
         deadletter_topic="test-deadletter",
         worker_name="test-worker",
         sink_batch_seconds=0.1,
+        # Workers restart often in tests; tansu makes a restarted one wait about twice this.
+        kafka_session_timeout_seconds=3.0,
         # Every worker shares the store's webhook outbox: only the webhook tests' own workers deliver.
         webhook_poll_seconds=3600,
     )
