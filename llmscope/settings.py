@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlencode
@@ -255,7 +256,7 @@ class Settings(BaseSettings):
             raise ValueError("LLMSCOPE_REDIS_CA_FILE needs a rediss:// LLMSCOPE_REDIS_URL")
         return self
 
-    def __repr_args__(self):  # type: ignore[no-untyped-def]
+    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
         # The URLs may carry passwords (redis://:pw@host, https://user:pw@clickhouse): not in a repr.
         for name, value in super().__repr_args__():
             yield name, redact_url(value) if isinstance(value, str) and name in _URL_FIELDS else value
@@ -287,7 +288,8 @@ class Settings(BaseSettings):
 _URL_FIELDS = {"clickhouse_url", "redis_url", "admin_url", "kafka_bootstrap_servers"}
 
 
-def _named(setting: str, check, *args) -> None:  # type: ignore[no-untyped-def]
+def _named(setting: str, check: Callable[..., object], *args: object) -> None:
+    """Run a file check, its error prefixed with the setting it is about."""
     try:
         check(*args)
     except ValueError as exc:
