@@ -235,6 +235,7 @@ async def run_up(
     broker = EmbeddedBroker.start()
     async with AsyncExitStack() as exits:
         exits.callback(broker.stop)
+        # The embedded broker is on loopback and speaks plain TCP, whatever the Kafka TLS settings say.
         # tansu has no idempotent producer (InitProducerId fails); acks=all still holds. A webhook
         # receiver in development is usually on this machine: private addresses are allowed unless
         # the setting says otherwise. tansu allows short group sessions: the worker consumes
@@ -242,6 +243,7 @@ async def run_up(
         allow_private = settings.webhook_allow_private or "webhook_allow_private" not in settings.model_fields_set
         session = settings.kafka_session_timeout_seconds if "kafka_session_timeout_seconds" in settings.model_fields_set else 3.0
         settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap, "kafka_idempotence": False,
+                                               "kafka_security_protocol": "PLAINTEXT",
                                                "webhook_allow_private": allow_private,
                                                "kafka_session_timeout_seconds": session})
         store = open_store(settings)
