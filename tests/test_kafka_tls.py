@@ -36,12 +36,9 @@ def tls_broker(pki: Pki) -> Iterator[TlsProxy]:
 
 
 def _over_tls(settings: Settings, proxy: TlsProxy, ca_file: object) -> Settings:
-    private = private_settings(settings, "kafka-tls")
     # Validated like a role's settings at start (model_copy would skip the checks).
-    fields = private.model_dump(include={"data_dir", "ingest_topic", "deadletter_topic", "events_topic", "worker_name",
-                                         "topic_partitions", "sink_batch_seconds", "webhook_poll_seconds"})
-    return load_settings(**fields, kafka_bootstrap_servers=proxy.address, kafka_idempotence=False,
-                         kafka_security_protocol="SSL", kafka_ssl_ca_file=ca_file)
+    overrides = {"kafka_bootstrap_servers": proxy.address, "kafka_security_protocol": "SSL", "kafka_ssl_ca_file": ca_file}
+    return load_settings(**(private_settings(settings, "kafka-tls").model_dump() | overrides))
 
 
 async def _stored(store: Store, tenant: str) -> int:
