@@ -51,9 +51,9 @@ def test_a_role_with_failing_dependencies_never_logs_or_answers_its_secrets(tmp_
         process.send_signal(signal.SIGTERM)
         process.wait(30)
     text = log.read_text()
-    # What fails is said (so the secrets had every chance to appear): the settings, Kafka, Redis.
-    assert '"message": "settings: Settings(' in text and "redis://:[redacted]@" in text
-    assert "Kafka not available at start" in text and "key invalidation (Redis)" in text
     for secret in (*SECRETS.values(), REDIS_PASSWORD):
         assert secret not in text, f"{secret} in the log"
         assert secret not in ready.text, f"{secret} in /ready"
+    # What fails is said (so the secrets had every chance to appear): the settings, Kafka, Redis.
+    assert '"message": "settings: Settings(' in text and "redis://:[redacted]@" in text
+    assert "Kafka not available at start" in text and "key invalidation (Redis)" in text
