@@ -240,7 +240,7 @@ class Settings(BaseSettings):
         if self.tls_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("LLMSCOPE_TLS_CA_FILE (client certificates) needs LLMSCOPE_TLS_CERT_FILE and LLMSCOPE_TLS_KEY_FILE")
         if self.tls_cert_file is not None and self.tls_key_file is not None:
-            _named("LLMSCOPE_TLS_CERT_FILE", tls.check_server_files, self.tls_cert_file, self.tls_key_file, None)
+            _named("LLMSCOPE_TLS_CERT_FILE", tls.check_server_files, self.tls_cert_file, self.tls_key_file)
         if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
             raise ValueError("LLMSCOPE_KAFKA_SSL_CERT_FILE and LLMSCOPE_KAFKA_SSL_KEY_FILE go together: set both or neither")
         if self.kafka_ssl_cert_file is not None:

@@ -22,13 +22,10 @@ def client_context(ca_file: Path | None = None, cert_file: Path | None = None, k
     return context
 
 
-def check_server_files(cert_file: Path, key_file: Path, ca_file: Path | None) -> None:
-    """What uvicorn will load, loaded once now so that a bad file fails at start, not at the first
-    handshake."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    _load_chain(context, cert_file, key_file)
-    if ca_file is not None:
-        client_context(ca_file)
+def check_server_files(cert_file: Path, key_file: Path) -> None:
+    """The certificate and key uvicorn will load, loaded once now: a bad file (or a key that does
+    not match) fails the start, not the first handshake."""
+    _load_chain(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), cert_file, key_file)
 
 
 def server_options(cert_file: Path | None, key_file: Path | None, ca_file: Path | None) -> dict[str, Any]:
@@ -49,9 +46,9 @@ def _load_chain(context: ssl.SSLContext, cert_file: Path, key_file: Path | None)
         raise ValueError(f"cannot load the certificate {cert_file} with key {key_file}: {_reason(exc)}") from None
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: OSError) -> str:
     if isinstance(exc, FileNotFoundError):
         return "no such file"
-    if isinstance(exc, ssl.SSLError):
+    if isinstance(exc, ssl.SSLError):  # e.g. NO_CERTIFICATE_OR_CRL_FOUND, KEY_VALUES_MISMATCH
         return exc.reason or str(exc)
-    return exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+    return exc.strerror or str(exc)
