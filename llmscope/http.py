@@ -100,7 +100,8 @@ def install_error_handlers(app: FastAPI, wire_formats: Mapping[str, ErrorEncoder
 
     def answer(request: Request, status: int, code: str, message: str, retry_after: int | None = None) -> Response:
         encode = next((e for prefix, e in formats.items() if request.url.path.startswith(prefix)), error_response)
-        return encode(request, status, code, message, retry_after)
+        # A message may quote a dependency's error, and that a URL with its password: masked as in logs.
+        return encode(request, status, code, redact(message), retry_after)
 
     @app.exception_handler(LLMScopeError)
     async def _known(request: Request, exc: LLMScopeError) -> Response:
