@@ -25,9 +25,9 @@ from llmscope.metrics import refreshed_on_scrape
 from llmscope.settings import Settings
 from llmscope.storage import Store, open_store
 from llmscope.storage.migrate import apply_migrations
-from streams.sink import StoreSink
 from query.app import create_query_app
 from streams.health import create_worker_http_app, sink_writes
+from streams.sink import StoreSink
 from streams.worker import create_worker_app
 
 log = logging.getLogger("llmscope")
