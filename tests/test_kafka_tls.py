@@ -17,8 +17,8 @@ from llmscope.kafka_security import aiokafka_options, faust_credentials
 from llmscope.settings import Settings, load_settings
 from llmscope.storage import Store
 from streams.worker import create_worker_app
-from tests.reliability.conftest import Load, new_tenant, private_settings
 from tests.ingest.conftest import make_client
+from tests.reliability.conftest import Load, new_tenant, private_settings
 from tests.tls_proxy import Pki, TlsProxy, tls_proxy
 from tests.waiting import eventually
 

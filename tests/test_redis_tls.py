@@ -9,10 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from llmscope.redis import FailOpenRedis
-from llmscope.roles import _limiter
-from llmscope.settings import load_settings
 from ingest.ratelimit import RedisRateLimiter
+from llmscope.redis import FailOpenRedis
+from llmscope.settings import load_settings
 from schemas.rate_limits import RateLimits
 from tests.tls_proxy import Pki, TlsProxy, tls_proxy
 
@@ -36,9 +35,11 @@ async def test_rediss_url_with_the_ca_file_talks_to_redis_through_tls(tls_redis:
         assert errors == []
     finally:
         await redis.close()
-    limiter = _limiter(settings)  # what the ingest role builds from these settings
-    assert isinstance(limiter, RedisRateLimiter)
-    quota = await limiter.acquire("redis-tls-tenant", "key", 1, RateLimits.defaults(settings))
+    limiter = RedisRateLimiter(settings.redis_connection_url)  # as the ingest role builds it
+    try:
+        quota = await limiter.acquire("redis-tls-tenant", "key", 1, RateLimits.defaults(settings))
+    finally:
+        await limiter.close()
     assert quota is not None and quota.allowed  # None would mean Redis did not answer (fail open)
 
 
