@@ -146,6 +146,6 @@ def make_cache(settings: Settings) -> ResultCache:
     if settings.query_cache_ttl_seconds <= 0:
         return NullCache()
     args = (settings.query_cache_prefix, settings.query_cache_ttl_seconds, settings.query_cache_recent_ttl_seconds)
-    if settings.redis_url:
-        return RedisCache(settings.redis_url, *args)
+    if url := settings.redis_connection_url:
+        return RedisCache(url, *args)
     return LocalCache(*args)

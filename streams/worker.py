@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import faust
 
+from llmscope.kafka_security import faust_credentials
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store
@@ -29,6 +30,7 @@ def _faust_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.worker_name,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
         datadir=str(settings.data_dir / "faust"),
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
