@@ -120,6 +120,15 @@ class Settings(BaseSettings):
     )
     # --- end alert rules ---
 
+    # --- budgets (streams/agents/budgets.py, query/budgets.py) ---
+    budget_tick_seconds: PositiveFloat = Field(
+        15.0, description="How often the leader sums each budget's spend and emits the thresholds it reached."
+    )
+    budget_status_cache_seconds: float = Field(
+        5.0, ge=0, description="How long GET /api/v1/budgets/{id}/status answers from the cache; 0 = off."
+    )
+    # --- end budgets ---
+
     # --- webhooks (streams/agents/webhooks.py) ---
     webhook_allow_private: bool = Field(
         False, description="Let webhook URLs reach private, loopback and link-local addresses (on in `up`)."

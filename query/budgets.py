@@ -1,0 +1,199 @@
+"""Budgets (/api/v1/budgets) and usage (/api/v1/usage): a tenant's spending limits, their status and
+the spend to date of any scope.
+
+Managing budgets needs the `alerts` or `admin` scope (a budget is an alerting rule on spend: its
+thresholds become webhook events), reading them and their status `read`. Every change is in the audit
+log (the audit middleware records every mutating request). The worker's budget evaluator picks up a
+change at its next tick.
+
+`GET /api/v1/budgets/{id}/status` is meant to be called before a model call, so it answers from the
+result cache (Redis across replicas, in process in `up`) for LLMSCOPE_BUDGET_STATUS_CACHE_SECONDS:
+a status is at most that old, and a change to the budget through this API drops it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from llmscope.errors import BadRequest, NotFound
+from llmscope.storage import Store
+from query.deps import AlertsWriter, Reader, StoreDep
+from query.envelope import Envelope
+from schemas.alerts import validation_message
+from schemas.budget_rows import list_budgets, read_budget, spend, write_budget
+from schemas.budgets import (
+    Budget,
+    BudgetCreate,
+    BudgetStatus,
+    BudgetUpdate,
+    Period,
+    Scope,
+    Usage,
+    UsageScope,
+    status,
+    usage,
+)
+
+router = APIRouter(tags=["budgets"])
+
+_EXAMPLE = {"name": "Support bot, gpt-4o, monthly", "limit_usd": "500", "scope": "model", "scope_value": "gpt-4o",
+            "period": "monthly", "thresholds": [50, 80, 100]}
+M = TypeVar("M", bound=BaseModel)
+BudgetBody = Annotated[dict[str, Any], Body(examples=[_EXAMPLE])]
+
+
+class BudgetResponse(Envelope[Budget]):
+    pass
+
+
+class BudgetList(Envelope[list[Budget]]):
+    pass
+
+
+class StatusResponse(Envelope[BudgetStatus]):
+    pass
+
+
+class UsageReport(BaseModel):
+    usage: Usage
+    budgets: list[BudgetStatus]
+
+
+class UsageResponse(Envelope[UsageReport]):
+    pass
+
+
+def _parse(model: type[M], body: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None
+
+
+async def _existing(store: Store, tenant_id: str, budget_id: str) -> Budget:
+    budget = await asyncio.to_thread(read_budget, store, tenant_id, budget_id)
+    if budget is None:
+        raise NotFound(f"no budget {budget_id!r}")
+    return budget
+
+
+def _status_key(request: Request, tenant_id: str, budget_id: str) -> str:
+    cache = request.app.state.cache
+    return str(cache.key(tenant_id, "budget_status", {"budget_id": budget_id}))
+
+
+async def _saved(request: Request, store: Store, tenant_id: str, budget: Budget, deleted: bool = False) -> None:
+    await asyncio.to_thread(write_budget, store, tenant_id, budget, deleted)
+    await request.app.state.cache.forget(_status_key(request, tenant_id, budget.id))
+
+
+async def _spend(request: Request, store: Store, tenant_id: str, what: UsageScope, now: datetime) -> tuple[Decimal, Decimal]:
+    """(spend of the period so far, spend over the forecast's rate range)."""
+    marks = await request.app.state.watermarks.get()
+    (start, end), (lo, hi) = what.period_at(now), what.rate_range(now)
+    spent, recent = await asyncio.gather(asyncio.to_thread(spend, store, tenant_id, what, start, end, marks),
+                                         asyncio.to_thread(spend, store, tenant_id, what, lo, hi, marks))
+    return spent, recent
+
+
+async def _status(request: Request, store: Store, tenant_id: str, budget: Budget, now: datetime) -> BudgetStatus:
+    return status(budget, now, *await _spend(request, store, tenant_id, budget, now))
+
+
+@router.post("/api/v1/budgets", status_code=201, response_model=BudgetResponse,
+             summary="Create a budget (alerts or admin)")
+async def create_budget(body: BudgetBody, principal: AlertsWriter, store: StoreDep, request: Request) -> BudgetResponse:
+    budget = Budget.create(_parse(BudgetCreate, body), datetime.now(timezone.utc))
+    await _saved(request, store, principal.tenant_id, budget)
+    return BudgetResponse(data=budget)
+
+
+@router.get("/api/v1/budgets", response_model=BudgetList, summary="This tenant's budgets, oldest first")
+async def get_budgets(principal: Reader, store: StoreDep) -> BudgetList:
+    return BudgetList(data=await asyncio.to_thread(list_budgets, store, principal.tenant_id))
+
+
+@router.get("/api/v1/budgets/{budget_id}", response_model=BudgetResponse, summary="One budget")
+async def get_budget(budget_id: str, principal: Reader, store: StoreDep) -> BudgetResponse:
+    return BudgetResponse(data=await _existing(store, principal.tenant_id, budget_id))
+
+
+@router.put("/api/v1/budgets/{budget_id}", response_model=BudgetResponse, summary="Replace a budget (alerts or admin)")
+async def put_budget(budget_id: str, body: BudgetBody, principal: AlertsWriter, store: StoreDep,
+                     request: Request) -> BudgetResponse:
+    old = await _existing(store, principal.tenant_id, budget_id)
+    spec = _parse(BudgetCreate, body)
+    budget = Budget.model_validate(spec.model_dump() | {"id": old.id, "created_at": old.created_at,
+                                                        "updated_at": datetime.now(timezone.utc)})
+    await _saved(request, store, principal.tenant_id, budget)
+    return BudgetResponse(data=budget)
+
+
+@router.patch("/api/v1/budgets/{budget_id}", response_model=BudgetResponse,
+              summary="Change some fields of a budget (alerts or admin)")
+async def patch_budget(budget_id: str, body: BudgetBody, principal: AlertsWriter, store: StoreDep,
+                       request: Request) -> BudgetResponse:
+    old = await _existing(store, principal.tenant_id, budget_id)
+    update = _parse(BudgetUpdate, body)
+    try:
+        budget = update.apply(old, datetime.now(timezone.utc))
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None
+    await _saved(request, store, principal.tenant_id, budget)
+    return BudgetResponse(data=budget)
+
+
+@router.delete("/api/v1/budgets/{budget_id}", status_code=204, summary="Delete a budget (alerts or admin)")
+async def delete_budget(budget_id: str, principal: AlertsWriter, store: StoreDep, request: Request) -> Response:
+    budget = await _existing(store, principal.tenant_id, budget_id)
+    await _saved(request, store, principal.tenant_id, budget, deleted=True)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/api/v1/budgets/{budget_id}/status", response_model=StatusResponse,
+    summary="Whether a budget still has room: check it before a model call (cached)",
+    description=("`within_budget` is false once the period's spend reached the limit. Answered from a cache for "
+                 "LLMSCOPE_BUDGET_STATUS_CACHE_SECONDS (5 s): spend stored since may not be in it yet."),
+)
+async def budget_status(budget_id: str, principal: Reader, store: StoreDep, request: Request) -> Response:
+    async def compute() -> bytes:
+        budget = await _existing(store, principal.tenant_id, budget_id)
+        found = await _status(request, store, principal.tenant_id, budget, datetime.now(timezone.utc))
+        return StatusResponse(data=found).model_dump_json().encode()
+
+    ttl = request.app.state.settings.budget_status_cache_seconds
+    body, _ = await request.app.state.cache.get_or_compute(_status_key(request, principal.tenant_id, budget_id),
+                                                          ttl, compute)
+    return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/api/v1/usage", response_model=UsageResponse,
+    summary="Spend to date of a scope, with a forecast, and the status of the budgets over it",
+    description=("`usage`: the spend of the given scope and period (default: the whole tenant, this month) and "
+                 "its forecast to the period's end. `budgets`: the status of each budget of that scope, or of "
+                 "every budget when no scope is given."),
+)
+async def get_usage(
+    principal: Reader, store: StoreDep, request: Request,
+    scope: Annotated[Scope | None, Query(description="tenant (default), model, user_id or tag.")] = None,
+    scope_value: Annotated[str | None, Query(description="The model, user id or tag.")] = None,
+    period: Annotated[Period, Query(description="monthly (calendar month, UTC) or rolling.")] = "monthly",
+    window: Annotated[str | None, Query(description="A rolling period's window: '12h', '7d', … (1h to 90d).")] = None,
+) -> UsageResponse:
+    what = _parse(UsageScope, {"scope": scope or "tenant", "scope_value": scope_value, "period": period,
+                               "window": window})
+    now = datetime.now(timezone.utc)
+    budgets = await asyncio.to_thread(list_budgets, store, principal.tenant_id)
+    if scope is not None:
+        budgets = [b for b in budgets if (b.scope, b.scope_value) == (what.scope, what.scope_value)]
+    used = usage(what, now, *await _spend(request, store, principal.tenant_id, what, now))
+    statuses = await asyncio.gather(*(_status(request, store, principal.tenant_id, b, now) for b in budgets))
+    return UsageResponse(data=UsageReport(usage=used, budgets=list(statuses)))
