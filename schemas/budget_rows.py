@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -123,6 +123,11 @@ def spend(store: Store, tenant_id: str, what: UsageScope, start: datetime, end: 
 
 # --- budget_thresholds: the outbox of threshold events ---
 
+
+def _time(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
 Crossing = tuple[str, datetime, BudgetThresholdEvent]  # (tenant, crossing key, event)
 
 
@@ -130,14 +135,14 @@ def read_crossings(store: Store, since: datetime) -> dict[tuple[str, str], set[t
     """(tenant, budget) -> {(crossing key, threshold, limit)} of the crossings recorded with a key at
     or after `since` (older ones can no longer be current)."""
     rows = store.query(
-        f"SELECT tenant_id, budget_id, period_key, threshold, toString(limit_usd) AS limit_usd "
+        f"SELECT tenant_id, budget_id, toUnixTimestamp(period_key) AS key, threshold, toString(limit_usd) AS limit_usd "
         f"FROM {store.database}.budget_thresholds FINAL WHERE period_key >= {{since:DateTime('UTC')}}",
         {"since": utc(since).strftime(_FMT)},
     ).to_dicts()
     out: dict[tuple[str, str], set[tuple[datetime, int, Decimal]]] = {}
     for r in rows:
         out.setdefault((r["tenant_id"], r["budget_id"]), set()).add(
-            (utc(r["period_key"]), int(r["threshold"]), Decimal(r["limit_usd"])))
+            (_time(r["key"]), int(r["threshold"]), Decimal(r["limit_usd"])))
     return out
 
 
@@ -156,12 +161,12 @@ def record_crossings(store: Store, crossings: list[Crossing], sent: bool) -> Non
 def unsent_crossings(store: Store) -> list[Crossing]:
     """Crossings recorded but not known to be on the events topic, oldest first."""
     rows = store.query(
-        f"SELECT tenant_id, period_key, event FROM {store.database}.budget_thresholds FINAL "
+        f"SELECT tenant_id, toUnixTimestamp(period_key) AS key, event FROM {store.database}.budget_thresholds FINAL "
         "WHERE sent = 0 ORDER BY fired_at, threshold"
     ).to_dicts()
     out = []
     for r in rows:
         event = parse_event(r["event"])
         assert isinstance(event, BudgetThresholdEvent)
-        out.append((r["tenant_id"], utc(r["period_key"]), event))
+        out.append((r["tenant_id"], _time(r["key"]), event))
     return out
