@@ -4,8 +4,8 @@ This module builds the app (its Faust configuration) and registers the agents an
 module each under `streams/agents/`: `spans` (the ingest topic → store), `rollups` (minute,
 hour and day rollups, leader-only timers), `alerts` (alert rules evaluated once a minute on the
 leader, transitions sent to the events topic), `budgets` (each budget's spend summed on the
-leader, thresholds reached sent to the events topic once per period), `anomalies` (closed minutes → detectors → anomaly
-episodes) and `webhooks` (the events topic → the delivery outbox → signed POSTs, a leader-only
+leader, thresholds reached sent to the events topic once per period), `anomalies` (closed
+minutes → detectors → anomaly episodes) and `webhooks` (the events topic → the delivery outbox → signed POSTs, a leader-only
 delivery loop). Messages are acknowledged explicitly, only after their batch is in ClickHouse (or,
 for poison messages and unstorable spans, in the dead-letter topic), so a crash at any point
 redelivers rather than loses.

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from llmscope.auth import KeyResolver
+from llmscope.batched_writer import BatchedWriter
 from llmscope.broker import free_port
 from llmscope.http import make_server
 from llmscope.settings import Settings
@@ -26,6 +27,7 @@ from schemas.budgets import Budget
 from tests.conftest import bearer
 from tests.schemas.test_rollup import make_span
 from tests.streams.test_compaction import store_spans
+from tests.waiting import eventually
 
 _ids = iter(range(7 * 10**9, 8 * 10**9))
 STATUS_TTL = 1.0
@@ -236,3 +238,23 @@ async def test_the_sdk_checks_a_budget_over_http(settings, store) -> None:
     finally:
         server.should_exit = True
         await task
+
+
+async def test_budget_changes_are_in_the_audit_log(settings, store) -> None:
+    t = tenant()
+    key = bearer(store, t, "read", "admin")
+    app = create_query_app(settings, store, KeyResolver(store, 30.0), audit=BatchedWriter(store, "audit_log", 0.1))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as api:
+        made = await create(api, key | {"x-request-id": "rid-create"})
+        url = f"/api/v1/budgets/{made['id']}"
+        assert (await api.patch(url, json={"limit_usd": 3}, headers=key | {"x-request-id": "rid-patch"})).status_code == 200
+        assert (await api.put(url, json={"name": 1}, headers=key | {"x-request-id": "rid-bad"})).status_code == 400
+        assert (await api.delete(url, headers=key | {"x-request-id": "rid-delete"})).status_code == 204
+
+        async def rows() -> list[dict]:
+            found = (await api.get("/api/v1/admin/audit", headers=key)).json()["data"]
+            return found if len(found) >= 4 else []
+
+        found = {r["request_id"]: (r["action"], r["status"]) for r in await eventually(rows, timeout=5)}
+    assert found == {"rid-create": ("create_budget", 201), "rid-patch": ("patch_budget", 200),
+                     "rid-bad": ("put_budget", 400), "rid-delete": ("delete_budget", 204)}
