@@ -7,22 +7,30 @@ log (the audit middleware records every mutating request). The worker's budget e
 change at its next tick.
 
 `GET /api/v1/budgets/{id}/status` is meant to be called before a model call, so it answers from the
-result cache (Redis across replicas, in process in `up`) for LLMSCOPE_BUDGET_STATUS_CACHE_SECONDS:
-a status is at most that old, and a change to the budget through this API drops it at once.
+result cache (Redis across replicas, in process in `up`), refreshed ahead: a status older than
+LLMSCOPE_BUDGET_STATUS_CACHE_SECONDS is still answered, while a background task computes the next
+one, so only the first call (and the first after a change or a quiet spell of twice that time)
+waits for the spend to be summed. A change to the budget through this API drops its status at once
+(a refresh already running when it lands may put back one status of the old budget, which the next
+refresh replaces).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
-from llmscope.errors import BadRequest, NotFound
-from llmscope.storage import Store
+from llmscope.errors import BadRequest, LLMScopeError, NotFound
+from llmscope.storage import Store, StoreError
+from query.cache import ResultCache
 from query.deps import AlertsWriter, Reader, StoreDep
 from query.envelope import Envelope
 from schemas.alerts import validation_message
@@ -41,6 +49,7 @@ from schemas.budgets import (
 )
 
 router = APIRouter(tags=["budgets"])
+log = logging.getLogger(__name__)
 
 _EXAMPLE = {"name": "Support bot, gpt-4o, monthly", "limit_usd": "500", "scope": "model", "scope_value": "gpt-4o",
             "period": "monthly", "thresholds": [50, 80, 100]}
@@ -159,8 +168,8 @@ async def delete_budget(budget_id: str, principal: AlertsWriter, store: StoreDep
 @router.get(
     "/api/v1/budgets/{budget_id}/status", response_model=StatusResponse,
     summary="Whether a budget still has room: check it before a model call (cached)",
-    description=("`within_budget` is false once the period's spend reached the limit. Answered from a cache for "
-                 "LLMSCOPE_BUDGET_STATUS_CACHE_SECONDS (5 s): spend stored since may not be in it yet."),
+    description=("`within_budget` is false once the period's spend reached the limit. Answered from a cache "
+                 "refreshed every LLMSCOPE_BUDGET_STATUS_CACHE_SECONDS (5 s): `as_of` says when it was summed."),
 )
 async def budget_status(budget_id: str, principal: Reader, store: StoreDep, request: Request) -> Response:
     async def compute() -> bytes:
@@ -168,10 +177,29 @@ async def budget_status(budget_id: str, principal: Reader, store: StoreDep, requ
         found = await _status(request, store, principal.tenant_id, budget, datetime.now(timezone.utc))
         return StatusResponse(data=found).model_dump_json().encode()
 
-    ttl = request.app.state.settings.budget_status_cache_seconds
-    body, _ = await request.app.state.cache.get_or_compute(_status_key(request, principal.tenant_id, budget_id),
-                                                          ttl, compute)
+    fresh = request.app.state.settings.budget_status_cache_seconds
+    cache, key = request.app.state.cache, _status_key(request, principal.tenant_id, budget_id)
+    body, hit = await cache.get_or_compute(key, 2 * fresh, compute)
+    if hit and _age(body) > fresh and key not in _refreshing:
+        _refreshing[key] = asyncio.create_task(_refresh(cache, key, 2 * fresh, compute))
+        _refreshing[key].add_done_callback(lambda _: _refreshing.pop(key, None))
     return Response(body, media_type="application/json")
+
+
+_refreshing: dict[str, asyncio.Task[None]] = {}  # status keys being recomputed in this process
+
+
+def _age(body: bytes) -> float:
+    as_of = datetime.fromisoformat(orjson.loads(body)["data"]["as_of"])
+    return (datetime.now(timezone.utc) - as_of).total_seconds()
+
+
+async def _refresh(cache: ResultCache, key: str, ttl: float, compute: Callable[[], Awaitable[bytes]]) -> None:
+    try:
+        await cache.put(key, await compute(), ttl)
+    except (LLMScopeError, StoreError) as exc:  # deleted meanwhile, or the store is down: the next call
+        await cache.forget(key)                  # computes and answers it (404, 503)
+        log.info("budget status not refreshed: %s", exc)
 
 
 @router.get(

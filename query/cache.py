@@ -67,6 +67,11 @@ class ResultCache(abc.ABC):
         await self._set(key, value, ttl)
         return value, False
 
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        """Store a value computed elsewhere (a refresh in the background)."""
+        if ttl > 0:
+            await self._set(key, value, ttl)
+
     async def forget(self, key: str) -> None:
         """Drop one entry (its source changed), so the next read computes it afresh."""
         await self._delete(key)
