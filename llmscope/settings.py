@@ -125,7 +125,8 @@ class Settings(BaseSettings):
         15.0, description="How often the leader sums each budget's spend and emits the thresholds it reached."
     )
     budget_status_cache_seconds: float = Field(
-        5.0, ge=0, description="How long GET /api/v1/budgets/{id}/status answers from the cache; 0 = off."
+        5.0, ge=0, description=("A budget status older than this is recomputed in the background (kept for twice "
+                                "as long); 0 = no cache.")
     )
     # --- end budgets ---
 
