@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 from llmscope.errors import BadRequest, LLMScopeError, NotFound
 from llmscope.storage import Store, StoreError
 from query.cache import ResultCache
-from query.deps import AlertsWriter, Reader, StoreDep
+from query.deps import AlertsWriter, Reader, StoreDep, parsed
 from query.envelope import Envelope
 from schemas.alerts import validation_message
 from schemas.budget_rows import list_budgets, read_budget, spend, write_budget
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 _EXAMPLE = {"name": "Support bot, gpt-4o, monthly", "limit_usd": "500", "scope": "model", "scope_value": "gpt-4o",
             "period": "monthly", "thresholds": [50, 80, 100]}
-M = TypeVar("M", bound=BaseModel)
 BudgetBody = Annotated[dict[str, Any], Body(examples=[_EXAMPLE])]
 
 
@@ -76,13 +75,6 @@ class UsageReport(BaseModel):
 
 class UsageResponse(Envelope[UsageReport]):
     pass
-
-
-def _parse(model: type[M], body: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from None
 
 
 async def _existing(store: Store, tenant_id: str, budget_id: str) -> Budget:
@@ -118,7 +110,7 @@ async def _status(request: Request, store: Store, tenant_id: str, budget: Budget
 @router.post("/api/v1/budgets", status_code=201, response_model=BudgetResponse,
              summary="Create a budget (alerts or admin)")
 async def create_budget(body: BudgetBody, principal: AlertsWriter, store: StoreDep, request: Request) -> BudgetResponse:
-    budget = Budget.create(_parse(BudgetCreate, body), datetime.now(timezone.utc))
+    budget = Budget.create(parsed(BudgetCreate, body), datetime.now(timezone.utc))
     await _saved(request, store, principal.tenant_id, budget)
     return BudgetResponse(data=budget)
 
@@ -137,7 +129,7 @@ async def get_budget(budget_id: str, principal: Reader, store: StoreDep) -> Budg
 async def put_budget(budget_id: str, body: BudgetBody, principal: AlertsWriter, store: StoreDep,
                      request: Request) -> BudgetResponse:
     old = await _existing(store, principal.tenant_id, budget_id)
-    spec = _parse(BudgetCreate, body)
+    spec = parsed(BudgetCreate, body)
     budget = Budget.model_validate(spec.model_dump() | {"id": old.id, "created_at": old.created_at,
                                                         "updated_at": datetime.now(timezone.utc)})
     await _saved(request, store, principal.tenant_id, budget)
@@ -149,7 +141,7 @@ async def put_budget(budget_id: str, body: BudgetBody, principal: AlertsWriter, 
 async def patch_budget(budget_id: str, body: BudgetBody, principal: AlertsWriter, store: StoreDep,
                        request: Request) -> BudgetResponse:
     old = await _existing(store, principal.tenant_id, budget_id)
-    update = _parse(BudgetUpdate, body)
+    update = parsed(BudgetUpdate, body)
     try:
         budget = update.apply(old, datetime.now(timezone.utc))
     except ValidationError as exc:
@@ -216,7 +208,7 @@ async def get_usage(
     period: Annotated[Period, Query(description="monthly (calendar month, UTC) or rolling.")] = "monthly",
     window: Annotated[str | None, Query(description="A rolling period's window: '12h', '7d', … (1h to 90d).")] = None,
 ) -> UsageResponse:
-    what = _parse(UsageScope, {"scope": scope or "tenant", "scope_value": scope_value, "period": period,
+    what = parsed(UsageScope, {"scope": scope or "tenant", "scope_value": scope_value, "period": period,
                                "window": window})
     now = datetime.now(timezone.utc)
     budgets = await asyncio.to_thread(list_budgets, store, principal.tenant_id)

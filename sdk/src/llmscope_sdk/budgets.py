@@ -8,15 +8,12 @@ the caller chooses what an unknown budget means. `within_budget` makes that choi
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from urllib.parse import quote
 
 import httpx
-
-log = logging.getLogger("llmscope_sdk")
 
 
 class BudgetCheckFailed(Exception):
