@@ -131,6 +131,16 @@ class Settings(BaseSettings):
     )
     # --- end alert rules ---
 
+    # --- budgets (streams/agents/budgets.py, query/budgets.py) ---
+    budget_tick_seconds: PositiveFloat = Field(
+        15.0, description="How often the leader sums each budget's spend and emits the thresholds it reached."
+    )
+    budget_status_cache_seconds: float = Field(
+        5.0, ge=0, description=("A budget status older than this is recomputed in the background (kept for twice "
+                                "as long); 0 = no cache.")
+    )
+    # --- end budgets ---
+
     # --- webhooks (streams/agents/webhooks.py) ---
     webhook_allow_private: bool = Field(
         False, description="Let webhook URLs reach private, loopback and link-local addresses (on in `up`)."

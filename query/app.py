@@ -26,6 +26,7 @@ from query import (
     alert_rules,
     alerts,
     anomalies,
+    budgets,
     deadletters,
     metrics,
     pii_settings,
@@ -73,7 +74,8 @@ def create_query_app(
 
     summary = "Readiness: store reachable; and how many dead letters the last 24 hours parked"
     install_health(app, {"store": store_answers(store), **(checks or {})}, summary, extra=dead_letters)
-    routers = (traces, metrics, anomalies, prices, pii_settings, deadletters, whoami, alert_rules, alerts, webhooks)
+    routers = (traces, metrics, anomalies, prices, pii_settings, deadletters, whoami, alert_rules, alerts, webhooks,
+               budgets)
     for module in (*routers, admin_tenants, admin_limits, admin_keys, admin_audit):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(stream.router)

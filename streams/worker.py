@@ -3,8 +3,9 @@
 This module builds the app (its Faust configuration) and registers the agents and timers, one
 module each under `streams/agents/`: `spans` (the ingest topic → store), `rollups` (minute,
 hour and day rollups, leader-only timers), `alerts` (alert rules evaluated once a minute on the
-leader, transitions sent to the events topic), `anomalies` (closed minutes → detectors → anomaly
-episodes) and `webhooks` (the events topic → the delivery outbox → signed POSTs, a leader-only
+leader, transitions sent to the events topic), `budgets` (each budget's spend summed on the
+leader, thresholds reached sent to the events topic once per period), `anomalies` (closed
+minutes → detectors → anomaly episodes) and `webhooks` (the events topic → the delivery outbox → signed POSTs, a leader-only
 delivery loop). Messages are acknowledged explicitly, only after their batch is in ClickHouse (or,
 for poison messages and unstorable spans, in the dead-letter topic), so a crash at any point
 redelivers rather than loses.
@@ -21,7 +22,7 @@ from llmscope.kafka_security import faust_credentials
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store
-from streams.agents import alerts, anomalies, rollups, spans, webhooks
+from streams.agents import alerts, anomalies, budgets, rollups, spans, webhooks
 from streams.policy_cache import PolicyCache
 from streams.sink import StoreSink
 
@@ -62,6 +63,7 @@ def create_worker_app(
     spans.register(app, settings, sink, PolicyCache(store, settings), live)
     rollups.register(app, settings, store)
     alerts.register(app, settings, store, alert_clock, live)
+    budgets.register(app, settings, store)
     anomalies.register(app, settings, store, live)
     webhooks.register(app, settings, store)
     return app, sink
