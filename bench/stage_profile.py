@@ -37,6 +37,7 @@ from llmscope.storage.migrate import apply_migrations  # noqa: E402
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage, ingest_message_from  # noqa: E402
 from schemas.tenant_settings import PiiPolicy  # noqa: E402
 from schemas.times import NS_PER_DAY  # noqa: E402
+from streams.cpu_stage import tune_collector  # noqa: E402
 from streams.stages.decode import spans_from_message  # noqa: E402
 from streams.stages.enrich import EnrichmentPolicy, TenantPolicies, enrich  # noqa: E402
 from streams.stages.pii import redact_span  # noqa: E402
@@ -64,12 +65,17 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=20_000)
     parser.add_argument("--pii-share", type=float, default=0.1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--collector", choices=("worker", "default"), default="worker",
+                        help="the garbage collector's thresholds: the CPU stage's processes' or Python's defaults")
     args = parser.parse_args()
     header(
         f"each stage function over {args.spans:,} spans in requests of 100 (≈1 KB prompts, "
         f"{args.pii_share:.0%} with PII), PII mask",
-        f"in process, one thread; best of {args.repeat}; CPU time per span (the insert: wall clock)",
+        f"in process, one thread; best of {args.repeat}; CPU time per span (the insert: wall clock); "
+        f"{args.collector} garbage-collector thresholds",
     )
+    if args.collector == "worker":
+        tune_collector()  # as the CPU stage's processes run
     machine = Machine()
     settings = load_settings(data_dir=Path(tempfile.mkdtemp()))
     bodies = requests(args.spans, args.pii_share)

@@ -13,7 +13,7 @@ from schemas.messages import FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, IngestMessag
 from schemas.span import Span
 from schemas.times import STORABLE_YEARS, storable
 from streams.stages.decode import single_item, spans_from_message
-from streams.stages.enrich import TenantPolicies, enrich
+from streams.stages.enrich import EnrichmentPolicy, TenantPolicies, enrich
 from streams.stages.inherit import Node, own_values, resolve
 
 
@@ -76,10 +76,10 @@ def _check_storable(span: Span) -> None:
         raise MalformedMessage(f"span {span.span_id} has a time outside {STORABLE_YEARS}, which the store cannot hold")
 
 
-def _enrich(span: Span, message: IngestMessage, policies: TenantPolicies) -> None:
+def _enrich(span: Span, policy: EnrichmentPolicy) -> None:
     _check_storable(span)
     # Redaction happens here, before anything is written or published.
-    result = enrich(span, policies.for_tenant(message.tenant_id))
+    result = enrich(span, policy)
     span.price_source, span.model_version, span.pii_counts = result.price_source, result.model_version, result.pii_counts
 
 
@@ -123,10 +123,16 @@ def prepare(messages: list[RawMessage], policies: TenantPolicies) -> PreparedBat
     stored: list[tuple[Span, IngestMessage]] = []
     batch = PreparedBatch()
     ids: list[str] = []
+    # One tenant's policy once per batch: building it (a keyed hash, the price overrides' index)
+    # cost as much as enriching a span.
+    tenant_policy: dict[str, EnrichmentPolicy] = {}
     for index, raw in enumerate(messages):
         try:
             message = ingest_message_from(raw.value, raw.headers)
             spans = spans_from_message(message)
+            policy = tenant_policy.get(message.tenant_id)
+            if policy is None:
+                policy = tenant_policy[message.tenant_id] = policies.for_tenant(message.tenant_id)
         except MalformedMessage as exc:
             batch.dead.append(DeadLetter(index, str(exc)))
             ids.append(_message_id(raw))
@@ -138,7 +144,7 @@ def prepare(messages: list[RawMessage], policies: TenantPolicies) -> PreparedBat
         ids.append(message.message_id)
         for item, span in enumerate(spans):
             try:
-                _enrich(span, message, policies)
+                _enrich(span, policy)
             except Exception as exc:
                 reason = str(exc) if isinstance(exc, MalformedMessage) else f"internal error: {exc!r}"[:1000]
                 batch.dead.append(_dead_item(index, item, reason, message, span))
