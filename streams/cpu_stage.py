@@ -78,6 +78,10 @@ class CpuStage:
             self._pool = pool
         return self._pool
 
+    def start(self) -> None:
+        """Start the worker processes ahead of the first batch, which would otherwise wait for them."""
+        self._executor()
+
     async def prepare(self, messages: list[RawMessage], policies: TenantPolicies) -> PreparedBatch:
         pool = self._executor()
         if pool is None:

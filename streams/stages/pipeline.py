@@ -14,7 +14,7 @@ from schemas.span import Span
 from schemas.times import STORABLE_YEARS, storable
 from streams.stages.decode import single_item, spans_from_message
 from streams.stages.enrich import EnrichmentPolicy, TenantPolicies, enrich
-from streams.stages.inherit import Node, own_values, resolve
+from streams.stages.inherit import FIELDS, Node, own_values, resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,9 @@ class PreparedBatch:
         return orjson.dumps([{"tenant_id": t, "minute": m, "batch": self.batch_id} for t, m in sorted(self.minutes)])
 
 
+_STATED_BY = tuple(columns[0] for columns in FIELDS.values())  # a field is stated when its first column is set
+
+
 def _check_storable(span: Span) -> None:
     """Ingest rejects such spans; a message from another producer may still carry them, and one
     unstorable row would fail its whole INSERT on every retry."""
@@ -92,12 +95,26 @@ def _inherit_within(spans: list[Span]) -> None:
     for members in traces.values():
         if len(members) < 2:
             continue
+        if not _may_inherit(members):  # what resolving would find: every span keeps its own values
+            for span in members:
+                span.inherited = []
+            continue
         resolved = resolve(Node(s.span_id, s.parent_span_id, own_values(_columns(s))) for s in members)
         for span in members:
             found = resolved[span.span_id]
             span.user_id, span.session_id = found.values["user_id"], found.values["session_id"]
             span.prompt_name, span.prompt_version = found.values["prompt_name"], found.values["prompt_version"]
             span.inherited = list(found.inherited)
+
+
+def _may_inherit(members: list[Span]) -> bool:
+    """Whether a span of the trace can take a field from another: one with a parent lacks a field
+    that some span states. Most traces either state a field on every span (context propagation)
+    or nowhere (no prompt), and resolving those costs more than the rest of enrichment."""
+    for column in _STATED_BY:
+        if any(getattr(s, column) for s in members) and any(s.parent_span_id and not getattr(s, column) for s in members):
+            return True
+    return False
 
 
 def _columns(span: Span) -> dict[str, str]:
