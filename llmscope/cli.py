@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     # The client commands print their answer on stdout; their log lines must not mix into it.
     client = args.role in ("create-key", "tenants", "keys")
     configure_logging(settings.log_level, settings.log_format, args.role, sys.stderr if client else sys.stdout)
+    # Passwords are SecretStr or redacted from URLs in the repr (and log lines are redacted again).
+    logging.getLogger("llmscope").debug("settings: %r", settings)
     from llmscope import roles
 
     if args.role == "migrate":

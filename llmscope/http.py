@@ -22,7 +22,7 @@ from starlette.types import Message, Send
 
 from llmscope.auth import KeyResolver, Principal, extract_key
 from llmscope.errors import LLMScopeError
-from llmscope.logs import request_id_var, tenant_var
+from llmscope.logs import redact, request_id_var, tenant_var
 from llmscope.storage import Store
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -100,7 +100,8 @@ def install_error_handlers(app: FastAPI, wire_formats: Mapping[str, ErrorEncoder
 
     def answer(request: Request, status: int, code: str, message: str, retry_after: int | None = None) -> Response:
         encode = next((e for prefix, e in formats.items() if request.url.path.startswith(prefix)), error_response)
-        return encode(request, status, code, message, retry_after)
+        # A message may quote a dependency's error, and that a URL with its password: masked as in logs.
+        return encode(request, status, code, redact(message), retry_after)
 
     @app.exception_handler(LLMScopeError)
     async def _known(request: Request, exc: LLMScopeError) -> Response:
@@ -170,8 +171,8 @@ def install_health(
         for name, check in checks.items():
             try:
                 results[name] = await check()
-            except CheckFailed as exc:
-                results[name], errors[name] = False, str(exc)
+            except CheckFailed as exc:  # a dependency's error may quote its URL, password included
+                results[name], errors[name] = False, redact(str(exc))
         ok = all(results.values())
         body: dict[str, Any] = {"status": "ready" if ok else "unavailable", "checks": results}
         if errors:
@@ -228,7 +229,10 @@ class Server(uvicorn.Server):
                 await asyncio.wait_for(self._exit_requested.wait(), 1.0)
 
 
-def make_server(app: FastAPI, host: str, port: int) -> Server:
+def make_server(app: FastAPI, host: str, port: int, tls: Mapping[str, Any] | None = None) -> Server:
+    """`tls`: uvicorn's ssl_* arguments (Settings.server_tls); none serves plain HTTP."""
     # log_config=None: uvicorn's lines go through our handler (JSON or text, secrets masked).
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", log_config=None)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", log_config=None, **(tls or {})
+    )
     return Server(config)

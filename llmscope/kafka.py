@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from llmscope.errors import Unavailable
+from llmscope.kafka_security import aiokafka_options
 from llmscope.metrics import CONSUMER_LAG, KAFKA_PRODUCE_SECONDS
 from llmscope.settings import Settings
 from schemas.messages import IngestMessage
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 async def ensure_topics(settings: Settings) -> None:
     """Create the pipeline's topics if missing; existing topics are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **aiokafka_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -48,6 +49,7 @@ class IngestProducer:
         # After a failure the broker may have restarted without our topics (tansu keeps them in
         # memory) and would auto-create them with its own partition count on the next produce.
         self._check_topics = False
+        self.last_error = ""  # why the broker did not answer the last readiness check
 
     def _build(self) -> AIOKafkaProducer:
         s = self._settings
@@ -58,6 +60,7 @@ class IngestProducer:
             "max_batch_size": 1024 * 1024,
             "max_request_size": 1024 * 1024 + 64 * 1024,
             "request_timeout_ms": int(s.produce_timeout_seconds * 1000),
+            **aiokafka_options(s),
         }
         if s.kafka_idempotence:
             options["enable_idempotence"] = True  # implies acks=all
@@ -106,8 +109,9 @@ class IngestProducer:
             assert self._producer is not None
             await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=2.0)
             return True
-        except (KafkaError, OSError, asyncio.TimeoutError, Unavailable):
+        except (KafkaError, OSError, asyncio.TimeoutError, Unavailable) as exc:
             self._check_topics = True
+            self.last_error = str(exc) or type(exc).__name__
             return False
 
     async def switch(self, settings: Settings) -> None:
@@ -139,8 +143,9 @@ async def partition_lag(settings: Settings, group: str) -> dict[tuple[str, int],
     """(topic, partition) of the ingest and events topics -> messages not yet committed by `group`."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    security = aiokafka_options(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **security)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, **security)
     try:  # started inside: a measurement cancelled by its timeout (broker down) still closes both
         await admin.start()
         await consumer.start()

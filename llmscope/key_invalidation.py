@@ -56,7 +56,7 @@ class KeyInvalidation:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("key invalidation (Redis) listener failed, reconnecting in %.1fs: %r", delay, exc)
+                log.warning("key invalidation (Redis) listener failed, reconnecting in %.1fs: %s: %s", delay, type(exc).__name__, exc)
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
                 continue

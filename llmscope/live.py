@@ -206,7 +206,7 @@ class RedisLiveHub(LiveHub):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("live fan-out (Redis) reader failed, reconnecting in %.1fs: %r", delay, exc)
+                log.warning("live fan-out (Redis) reader failed, reconnecting in %.1fs: %s: %s", delay, type(exc).__name__, exc)
                 for subs in self._subscriptions.values():
                     for subscription in subs:
                         subscription.interrupt()
@@ -248,6 +248,6 @@ def _messages_by_tenant(rows_json: bytes) -> dict[str, list[dict[str, Any]]]:
 
 def make_hub(settings: Settings) -> LiveHub:
     """Redis when configured (any number of workers and query replicas), else in process."""
-    if settings.redis_url:
-        return RedisLiveHub(settings.redis_url, settings.live_channel_prefix)
+    if url := settings.redis_connection_url:
+        return RedisLiveHub(url, settings.live_channel_prefix)
     return LiveHub()

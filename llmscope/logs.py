@@ -18,6 +18,7 @@ from typing import Literal, TextIO
 from pythonjsonlogger.json import JsonFormatter
 
 from llmscope.auth import KEY_PREFIX
+from llmscope.redaction import URL_PASSWORD, URL_PASSWORD_REPLACEMENT
 
 request_id_var: ContextVar[str] = ContextVar("llmscope_request_id", default="")
 tenant_var: ContextVar[str] = ContextVar("llmscope_tenant", default="")
@@ -28,10 +29,13 @@ tenant_var: ContextVar[str] = ContextVar("llmscope_tenant", default="")
 _SECRETS = (
     (re.compile("(" + re.escape(KEY_PREFIX) + r"[A-Za-z0-9]{8})[A-Za-z0-9]{12,}"), r"\1[redacted]"),
     (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+"), r"\1[redacted]"),
-    (re.compile(r"(://[^/\s:@]*:)[^@\s/]+@"), r"\1[redacted]@"),
+    (URL_PASSWORD, URL_PASSWORD_REPLACEMENT),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), "whsec_[redacted]"),
     (re.compile(r"(?i)\b(password|passwd|secret|api_key|apikey)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",;&}]+"), r"\1\2[redacted]"),
 )
+
+
+_CHATTY = ("faust", "mode", "aiokafka")
 
 
 def redact(text: str) -> str:
@@ -103,3 +107,7 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # The stream libraries narrate every start, stop and partition assignment at INFO (dozens of
+    # lines per start); their warnings and errors still come through, and DEBUG shows everything.
+    for chatty in _CHATTY:
+        logging.getLogger(chatty).setLevel(level if logging.getLevelName(level) == logging.DEBUG else logging.WARNING)

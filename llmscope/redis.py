@@ -58,8 +58,10 @@ class FailOpenRedis:
         if self._on_error is not None:
             self._on_error(exc)
         if self.available:
+            # str(): redis-py's repr says only "network:ConnectionError", not why (refused, TLS, auth).
             self._log.warning(
-                "%s (Redis) unavailable, %s for %.0fs: %r", self._what, self._instead, self._backoff, exc
+                "%s (Redis) unavailable, %s for %.0fs: %s: %s", self._what, self._instead, self._backoff,
+                type(exc).__name__, exc,
             )
         self._down_until = time.monotonic() + self._backoff
 

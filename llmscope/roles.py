@@ -11,13 +11,15 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import faust
+from fastapi import FastAPI
+
 from ingest.app import create_ingest_app
 from ingest.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from llmscope.auth import KeyResolver, create_key
 from llmscope.batched_writer import BatchedWriter
 from llmscope.broker import EmbeddedBroker
 from llmscope.broker_rotation import BrokerGenerations, drain
-from llmscope.http import Server, make_server
+from llmscope.http import Check, Server, make_server
 from llmscope.kafka import IngestProducer, ensure_topics, refresh_consumer_lag
 from llmscope.key_invalidation import KeyInvalidation
 from llmscope.live import LiveHub, make_hub
@@ -26,7 +28,8 @@ from llmscope.settings import Settings
 from llmscope.storage import Store, open_store
 from llmscope.storage.migrate import apply_migrations
 from query.app import create_query_app
-from streams.health import create_worker_http_app
+from streams.health import create_worker_http_app, sink_writes
+from streams.sink import StoreSink
 from streams.worker import create_worker_app
 
 log = logging.getLogger("llmscope")
@@ -64,7 +67,8 @@ def _stop_event(at_once_warning: str = "work in progress is abandoned") -> async
 
 def _limiter(settings: Settings) -> RateLimiter:
     """Buckets in Redis, shared by every ingest replica; in process without Redis (`up`)."""
-    return RedisRateLimiter(settings.redis_url) if settings.redis_url else LocalRateLimiter()
+    url = settings.redis_connection_url
+    return RedisRateLimiter(url) if url else LocalRateLimiter()
 
 
 def _resolver(settings: Settings, store: Store) -> KeyResolver:
@@ -73,7 +77,7 @@ def _resolver(settings: Settings, store: Store) -> KeyResolver:
 
 def _invalidation(settings: Settings, resolver: KeyResolver) -> KeyInvalidation:
     """Revocations from any replica reach this process's resolver (through Redis when configured)."""
-    invalidation = KeyInvalidation(resolver, settings.redis_url, settings.key_invalidation_channel)
+    invalidation = KeyInvalidation(resolver, settings.redis_connection_url, settings.key_invalidation_channel)
     invalidation.start()
     return invalidation
 
@@ -111,9 +115,9 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
     resolver = _resolver(settings, store)
     invalidation = _invalidation(settings, resolver)
     app = create_ingest_app(settings, store, producer, resolver, _limiter(settings))
-    servers = [make_server(app, settings.ingest_host, settings.ingest_port)]
+    servers = [make_server(app, settings.ingest_host, settings.ingest_port, settings.server_tls)]
     tasks = await _serve(servers)
-    log.info("ingest listening on %s:%d", settings.ingest_host, settings.ingest_port)
+    log.info("ingest listening on %s", _url(settings, settings.ingest_host, settings.ingest_port))
     await stop.wait()
     await _stop_servers(servers, tasks)
     await producer.close()
@@ -130,9 +134,9 @@ async def run_query(settings: Settings, stop: asyncio.Event | None = None) -> No
     invalidation = _invalidation(settings, resolver)
     audit = _audit(settings, store)
     app = create_query_app(settings, store, resolver, live, invalidation, audit)
-    servers = [make_server(app, settings.query_host, settings.query_port)]
+    servers = [make_server(app, settings.query_host, settings.query_port, settings.server_tls)]
     tasks = await _serve(servers)
-    log.info("query API and console listening on %s:%d", settings.query_host, settings.query_port)
+    log.info("query API and console listening on %s", _url(settings, settings.query_host, settings.query_port))
     await stop.wait()
     await _stop_servers(servers, tasks)
     await live.close()
@@ -148,7 +152,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     await ensure_topics(settings)
     live = make_hub(settings) if settings.redis_url else None  # publishes stored spans to query replicas
     app, sink = create_worker_app(settings, store, live)
-    servers = [make_server(create_worker_http_app(sink), settings.worker_host, settings.worker_port)]
+    servers = [make_server(create_worker_http_app(sink), settings.worker_host, settings.worker_port, settings.server_tls)]
     tasks = await _serve(servers)
     await app.start()
     log.info("worker %s consuming %s; metrics and health on port %d", settings.worker_name, settings.ingest_topic, settings.worker_port)
@@ -183,20 +187,35 @@ def dev_key(store: Store, data_dir: Path, name: str = "dev-api-key", scopes: set
     return key
 
 
-def _url(host: str, port: int) -> str:
+def _url(settings: Settings, host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
+    scheme = "https" if settings.https else "http"
+    return f"{scheme}://{'[' + shown + ']' if ':' in shown else shown}:{port}"
+
+
+def _tls_lines(settings: Settings) -> list[str]:
+    """What an exporter needs besides the https:// endpoint: trust in a private CA, and with mutual
+    TLS its own certificate (the OTLP exporters' standard variables)."""
+    lines = [f"  export OTEL_EXPORTER_OTLP_CERTIFICATE=/path/to/ca.pem   # if no public CA signed {settings.tls_cert_file}"]
+    if settings.tls_ca_file is not None:
+        lines += [
+            f"  export OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=/path/to/client.pem   # signed by {settings.tls_ca_file}",
+            "  export OTEL_EXPORTER_OTLP_CLIENT_KEY=/path/to/client-key.pem",
+        ]
+    return lines
 
 
 def banner(settings: Settings, broker: EmbeddedBroker, key: str, admin_key: str | None = None) -> str:
-    ingest = _url(settings.ingest_host, settings.ingest_port)
-    query = _url(settings.query_host, settings.query_port)
+    ingest = _url(settings, settings.ingest_host, settings.ingest_port)
+    query = _url(settings, settings.query_host, settings.query_port)
+    curl = "curl --cacert /path/to/ca.pem" if settings.https else "curl"
     lines = [
         f"LLMScope is up: tansu broker on {broker.bootstrap}, chDB in {settings.data_dir / 'chdb'}",
         "Point any OpenTelemetry exporter at it:",
         f"  export OTEL_EXPORTER_OTLP_ENDPOINT={ingest}",
         f"  export OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20{key}",
-        f"Read traces: curl -H 'Authorization: Bearer {key}' {query}/api/v1/traces",
+        *(_tls_lines(settings) if settings.https else []),
+        f"Read traces: {curl} -H 'Authorization: Bearer {key}' {query}/api/v1/traces",
         f"Web console: {query}/   (sign in with the API key above)",
         f"Query API docs: {query}/docs   (API key saved in {settings.data_dir / 'dev-api-key'})",
     ]
@@ -212,20 +231,26 @@ async def run_up(
     """Broker, migrations, ingest, worker and query in one process over chDB (see ARCHITECTURE.md)."""
     stop = stop or _stop_event("acknowledged messages not yet stored are lost (the embedded broker keeps them in memory)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The embedded broker is on loopback and speaks plain TCP, whatever the Kafka TLS settings say.
     # tansu has no idempotent producer (InitProducerId fails); acks=all still holds. A webhook
     # receiver in development is usually on this machine: private addresses are allowed unless
-    # the setting says otherwise.
+    # the setting says otherwise. tansu allows short group sessions: the worker consumes
+    # seconds sooner after start.
     allow_private = settings.webhook_allow_private or "webhook_allow_private" not in settings.model_fields_set
-    settings = settings.model_copy(update={"kafka_idempotence": False, "webhook_allow_private": allow_private})
+    session = settings.kafka_session_timeout_seconds if "kafka_session_timeout_seconds" in settings.model_fields_set else 3.0
+    settings = settings.model_copy(update={"kafka_idempotence": False, "kafka_security_protocol": "PLAINTEXT",
+                                           "webhook_allow_private": allow_private,
+                                           "kafka_session_timeout_seconds": session})
     live = LiveHub()  # worker and query share the process: the live stream stays in it
     store: Store | None = None
+    sink: StoreSink | None = None  # one for every worker generation: the apps' /ready watches it
 
     async def start_worker(current: Settings) -> faust.App:
         """A worker on `current`'s broker, returned once it consumes. No message may reach a new
         broker before: Faust would drop one fetched during the worker's recovery and commit past
         it (llmscope/broker_rotation.py, step 2)."""
-        assert store is not None
-        worker, _sink = create_worker_app(current, store, live)
+        assert store is not None and sink is not None
+        worker, _ = create_worker_app(current, store, live, sink=sink)
         await worker.start()
         await worker.tables.recovery.completed.wait()  # type: ignore[attr-defined]  # TableManager has it; TableManagerT lacks it
         return worker
@@ -240,6 +265,7 @@ async def run_up(
         settings = generations.settings
         store = open_store(settings)
         exits.callback(store.close)
+        sink = StoreSink(store)
         apply_migrations(store, settings.retention_days)
         key = dev_key(store, settings.data_dir)
         admin = dev_key(store, settings.data_dir, "admin-api-key", ADMIN_SCOPES) if admin_key else None
@@ -257,11 +283,9 @@ async def run_up(
         exits.push_async_callback(resolver.close)
         audit = _audit(settings, store)
         exits.push_async_callback(audit.close)
-        ingest_server = make_server(
-            create_ingest_app(settings, store, producer, resolver, _limiter(settings)), settings.ingest_host, settings.ingest_port
-        )
-        query_app = create_query_app(settings, store, resolver, live, KeyInvalidation(resolver), audit)
-        query_server = make_server(query_app, settings.query_host, settings.query_port)
+        ingest_app, query_app = up_apps(settings, store, producer, resolver, live, audit, sink)
+        ingest_server = make_server(ingest_app, settings.ingest_host, settings.ingest_port, settings.server_tls)
+        query_server = make_server(query_app, settings.query_host, settings.query_port, settings.server_tls)
         ingest_tasks = await _serve([ingest_server])
         query_tasks = await _serve([query_server])
         generations.run()
@@ -275,3 +299,15 @@ async def run_up(
         # The embedded broker keeps messages in memory only: store everything acknowledged before it goes.
         await drain(generations.settings)
         await _stop_servers([query_server], query_tasks)
+
+
+def up_apps(
+    settings: Settings, store: Store, producer: IngestProducer, resolver: KeyResolver, live: LiveHub,
+    audit: BatchedWriter, sink: StoreSink,
+) -> tuple[FastAPI, FastAPI]:  # fmt: skip
+    """`up`'s ingest and query apps. `up` has no worker port: their `/ready` also says whether the
+    worker's sink can store (503 with the store's error while its writes fail)."""
+    sink_check: dict[str, Check] = {"sink": sink_writes(sink)}
+    ingest = create_ingest_app(settings, store, producer, resolver, _limiter(settings), sink_check)
+    query = create_query_app(settings, store, resolver, live, KeyInvalidation(resolver), audit, sink_check)
+    return ingest, query

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlencode
 
-from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, ValidationError, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llmscope import tls
+from llmscope.redaction import redact_url
 
 MiB = 1024 * 1024
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -31,6 +36,12 @@ class Settings(BaseSettings):
     # Concurrent requests batch themselves while a produce is in flight; lingering only adds latency.
     kafka_linger_ms: int = Field(0, ge=0, le=1000)
     kafka_compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = "zstd"
+    # How long the group waits for a silent worker before handing its partitions to another. A
+    # worker restarted after a crash waits about this long (twice, on tansu) before it consumes.
+    # Apache Kafka refuses less than its group.min.session.timeout.ms (6 s by default); `up`'s
+    # embedded broker has no such floor and `up` uses 3 s (its worker heartbeats every second
+    # from the consumer's own thread, so a busy event loop does not miss one).
+    kafka_session_timeout_seconds: float = Field(10.0, ge=1.0, le=300.0)
     ingest_topic: str = "llmscope-ingest"
     deadletter_topic: str = "llmscope-deadletter"
     # Webhook events (alerts, anomalies, tests) on their way to delivery: schemas/notifications.py.
@@ -120,6 +131,16 @@ class Settings(BaseSettings):
     )
     # --- end alert rules ---
 
+    # --- budgets (streams/agents/budgets.py, query/budgets.py) ---
+    budget_tick_seconds: PositiveFloat = Field(
+        15.0, description="How often the leader sums each budget's spend and emits the thresholds it reached."
+    )
+    budget_status_cache_seconds: float = Field(
+        5.0, ge=0, description=("A budget status older than this is recomputed in the background (kept for twice "
+                                "as long); 0 = no cache.")
+    )
+    # --- end budgets ---
+
     # --- webhooks (streams/agents/webhooks.py) ---
     webhook_allow_private: bool = Field(
         False, description="Let webhook URLs reach private, loopback and link-local addresses (on in `up`)."
@@ -174,6 +195,26 @@ class Settings(BaseSettings):
     )
     # --- end observability ---
 
+    # --- encryption in transit (llmscope/tls.py, llmscope/kafka_security.py) ---
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate (chain): with tls_key_file, ingest, query and the worker's port serve HTTPS."
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls_ca_file: Path | None = Field(
+        None, description="Clients must present a certificate signed by this CA (mutual TLS); unset = any client."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_file: Path | None = Field(None, description="CA of the brokers' certificates; unset = the system's trust store.")
+    kafka_ssl_cert_file: Path | None = Field(None, description="Client certificate, for brokers that ask for one.")
+    kafka_ssl_key_file: Path | None = Field(None, description="Private key of kafka_ssl_cert_file.")
+    clickhouse_ca_file: Path | None = Field(None, description="CA of an https:// ClickHouse server; unset = the system's trust store.")
+    clickhouse_verify: bool = Field(True, description="Verify an https:// ClickHouse server's certificate.")
+    redis_ca_file: Path | None = Field(None, description="CA of a rediss:// Redis; unset = the system's trust store.")
+    # --- end encryption in transit ---
+
     @field_validator("clickhouse_database")
     @classmethod
     def _identifier(cls, value: str) -> str:
@@ -195,9 +236,82 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value or None
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+        return value or None
+
+    @field_validator("tls_ca_file", "kafka_ssl_ca_file", "clickhouse_ca_file", "redis_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            tls.client_context(value)  # loads now: a bad file fails the start, not the first connection
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        """Files that only work together are checked together, naming the settings."""
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("LLMSCOPE_TLS_CERT_FILE and LLMSCOPE_TLS_KEY_FILE go together: set both or neither")
+        if self.tls_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("LLMSCOPE_TLS_CA_FILE (client certificates) needs LLMSCOPE_TLS_CERT_FILE and LLMSCOPE_TLS_KEY_FILE")
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            _named("LLMSCOPE_TLS_CERT_FILE", tls.check_server_files, self.tls_cert_file, self.tls_key_file)
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("LLMSCOPE_KAFKA_SSL_CERT_FILE and LLMSCOPE_KAFKA_SSL_KEY_FILE go together: set both or neither")
+        if self.kafka_ssl_cert_file is not None:
+            _named("LLMSCOPE_KAFKA_SSL_CERT_FILE", tls.client_context, None, self.kafka_ssl_cert_file, self.kafka_ssl_key_file)
+        if self.kafka_security_protocol == "SASL_SSL" and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError("LLMSCOPE_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs LLMSCOPE_KAFKA_SASL_USERNAME and LLMSCOPE_KAFKA_SASL_PASSWORD")
+        tls_files = (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file)
+        if self.kafka_security_protocol == "PLAINTEXT" and any(f is not None for f in tls_files):
+            raise ValueError("LLMSCOPE_KAFKA_SSL_* files need LLMSCOPE_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL")
+        if self.clickhouse_ca_file is not None and not (self.clickhouse_url or "").startswith("https://"):
+            raise ValueError("LLMSCOPE_CLICKHOUSE_CA_FILE needs an https:// LLMSCOPE_CLICKHOUSE_URL")
+        if self.redis_ca_file is not None and not (self.redis_url or "").startswith("rediss://"):
+            raise ValueError("LLMSCOPE_REDIS_CA_FILE needs a rediss:// LLMSCOPE_REDIS_URL")
+        return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
+        # The URLs may carry passwords (redis://:pw@host, https://user:pw@clickhouse): not in a repr.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if isinstance(value, str) and name in _URL_FIELDS else value
+
+    @property
+    def https(self) -> bool:
+        """Whether ingest, query and the worker's port serve HTTPS."""
+        return self.tls_cert_file is not None
+
+    @property
+    def server_tls(self) -> dict[str, object]:
+        """uvicorn.Config arguments for the settings' certificate (none: plain HTTP)."""
+        return tls.server_options(self.tls_cert_file, self.tls_key_file, self.tls_ca_file)
+
+    @property
+    def redis_connection_url(self) -> str | None:
+        """What Redis clients connect with: redis_url, plus the CA file as redis-py's `ssl_ca_certs`
+        (from_url hands query arguments to the connection)."""
+        if self.redis_url is None or self.redis_ca_file is None:
+            return self.redis_url
+        separator = "&" if "?" in self.redis_url else "?"
+        return f"{self.redis_url}{separator}{urlencode({'ssl_ca_certs': str(self.redis_ca_file)})}"
+
     @property
     def embedded_store(self) -> bool:
         return self.clickhouse_url is None
+
+
+_URL_FIELDS = {"clickhouse_url", "redis_url", "admin_url", "kafka_bootstrap_servers"}
+
+
+def _named(setting: str, check: Callable[..., object], *args: object) -> None:
+    """Run a file check, its error prefixed with the setting it is about."""
+    try:
+        check(*args)
+    except ValueError as exc:
+        raise ValueError(f"{setting}: {exc}") from None
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -206,6 +320,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
+        if not first["loc"]:  # a check over several settings names them in its message
+            raise SettingsError(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from None
         name = "LLMSCOPE_" + "_".join(str(p) for p in first["loc"]).upper()
-        raise SettingsError(f"invalid setting {name}: {first['msg']}") from None
+        raise SettingsError(f"invalid setting {name}: {first['msg'].removeprefix('Value error, ')}") from None
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from llmscope.errors import BadRequest, NotFound
-from query.deps import AlertsWriter, Reader, StoreDep
+from query.deps import AlertsWriter, Reader, StoreDep, parsed
 from query.envelope import Envelope
 from schemas.alert_rows import list_rules, read_rule, write_rule
 from schemas.alerts import AlertRule, AlertRuleCreate, AlertRuleUpdate, validation_message
@@ -28,7 +28,6 @@ _RULE_EXAMPLE = {
     "condition": {"kind": "threshold", "metric": "cost_usd", "comparison": ">", "value": 5, "window": "1h",
                   "group_by": "user", "filters": {"service": "chat-api"}},
 }
-M = TypeVar("M", bound=BaseModel)
 RuleBody = Annotated[dict[str, Any], Body(examples=[_RULE_EXAMPLE])]
 
 
@@ -38,13 +37,6 @@ class RuleResponse(Envelope[AlertRule]):
 
 class RuleList(Envelope[list[AlertRule]]):
     pass
-
-
-def _parse(model: type[M], body: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from None
 
 
 async def _existing(store: StoreDep, tenant_id: str, rule_id: str) -> AlertRule:
@@ -61,7 +53,7 @@ def _dump(rule: AlertRule) -> Response:
 
 @router.post("", status_code=201, response_model=RuleResponse, summary="Create an alert rule (alerts or admin)")
 async def create_rule(body: RuleBody, principal: AlertsWriter, store: StoreDep) -> Response:
-    rule = AlertRule.create(_parse(AlertRuleCreate, body), datetime.now(timezone.utc))
+    rule = AlertRule.create(parsed(AlertRuleCreate, body), datetime.now(timezone.utc))
     await asyncio.to_thread(write_rule, store, principal.tenant_id, rule)
     response = _dump(rule)
     response.status_code = 201
@@ -82,7 +74,7 @@ async def get_rule(rule_id: str, principal: Reader, store: StoreDep) -> Response
 @router.put("/{rule_id}", response_model=RuleResponse, summary="Replace an alert rule (alerts or admin)")
 async def put_rule(rule_id: str, body: RuleBody, principal: AlertsWriter, store: StoreDep) -> Response:
     old = await _existing(store, principal.tenant_id, rule_id)
-    spec = _parse(AlertRuleCreate, body)
+    spec = parsed(AlertRuleCreate, body)
     rule = AlertRule.model_validate(spec.model_dump(by_alias=True) | {
         "id": old.id, "created_at": old.created_at, "updated_at": datetime.now(timezone.utc)})
     await asyncio.to_thread(write_rule, store, principal.tenant_id, rule)
@@ -92,7 +84,7 @@ async def put_rule(rule_id: str, body: RuleBody, principal: AlertsWriter, store:
 @router.patch("/{rule_id}", response_model=RuleResponse, summary="Change some fields of an alert rule (alerts or admin)")
 async def patch_rule(rule_id: str, body: RuleBody, principal: AlertsWriter, store: StoreDep) -> Response:
     old = await _existing(store, principal.tenant_id, rule_id)
-    update = _parse(AlertRuleUpdate, body)
+    update = parsed(AlertRuleUpdate, body)
     try:
         rule = update.apply(old, datetime.now(timezone.utc))
     except ValidationError as exc:

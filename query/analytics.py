@@ -28,10 +28,9 @@ import polars as pl
 from schemas.operations import ALL_OPERATIONS, model_call_sql
 from schemas.rollup import (
     COUNTERS,
-    ROLLUP_DAY,
-    ROLLUP_HOUR,
-    ROLLUP_MINUTE,
+    ROLLUP_LEVELS,
     quantile_sql,
+    segments,
     span_aggregates_sql,
     sum_sql,
 )
@@ -48,11 +47,9 @@ MAX_POINTS = 2000
 TARGET_POINTS = 300
 NICE_INTERVALS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
 QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
-_LEVELS = ((ROLLUP_DAY, "day", 86400), (ROLLUP_HOUR, "hour", 3600), (ROLLUP_MINUTE, "minute", 60))
 _FMT = "%Y-%m-%d %H:%M:%S"
 
 Source = Literal["rollups", "spans"]
-Level = tuple[str, str, int, datetime]  # (table, time column, seconds per row, rows complete before)
 
 
 @dataclass(frozen=True)
@@ -95,17 +92,6 @@ def default_interval(span: timedelta) -> int:
     return next((s for s in NICE_INTERVALS if span / timedelta(seconds=s) <= TARGET_POINTS), NICE_INTERVALS[-1])
 
 
-def segments(lo: datetime, hi: datetime, levels: list[Level]) -> list[tuple[str, str, datetime, datetime]]:
-    """Split [lo, hi) into disjoint runs, each answered by the coarsest level that covers it exactly."""
-    if lo >= hi or not levels:
-        return []
-    (table, col, step, watermark), rest = levels[0], levels[1:]
-    a, b = ceil_to(lo, step), min(floor_to(hi, step), watermark)
-    if a >= b:
-        return segments(lo, hi, rest)
-    return segments(lo, a, rest) + [(table, col, a, b)] + segments(b, hi, rest)
-
-
 def plan(
     q: Question, marks: Mapping[str, datetime], database: str,
     order: str = "", limit: int | None = None, latency: bool = True,
@@ -139,7 +125,7 @@ def plan(
     else:
         source = "rollups"
         levels = [(table, col, s, marks.get(col, EPOCH) if col != "minute" else q.end)
-                  for table, col, s in _LEVELS if not step or step % s == 0]
+                  for table, col, s in ROLLUP_LEVELS if not step or step % s == 0]
         for i, (table, col, lo, hi) in enumerate(segments(q.start, q.end, levels)):
             params |= {f"lo{i}": lo.strftime(_FMT), f"hi{i}": hi.strftime(_FMT)}
             parts.append(f"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -11,7 +12,7 @@ from llmscope.audit import AuditMiddleware
 from llmscope.auth import KeyResolver
 from llmscope.batched_writer import BatchedWriter
 from llmscope.docs import install_docs
-from llmscope.http import ERROR_RESPONSES, RequestIdMiddleware, install_error_handlers, install_health, store_answers
+from llmscope.http import ERROR_RESPONSES, Check, RequestIdMiddleware, install_error_handlers, install_health, store_answers
 from llmscope.key_invalidation import KeyInvalidation
 from llmscope.live import LiveHub
 from llmscope.metrics import install_metrics
@@ -25,6 +26,7 @@ from query import (
     alert_rules,
     alerts,
     anomalies,
+    budgets,
     deadletters,
     metrics,
     pii_settings,
@@ -41,10 +43,12 @@ from query.console import install_console
 def create_query_app(
     settings: Settings, store: Store, resolver: KeyResolver, live: LiveHub | None = None,
     key_invalidation: KeyInvalidation | None = None, audit: BatchedWriter | None = None,
+    checks: Mapping[str, Check] | None = None,
 ) -> FastAPI:  # fmt: skip
     """`live` is the hub the worker publishes stored spans to (in process for `up`, Redis otherwise);
     `key_invalidation` tells every replica about revocations (default: this process only); `audit`
-    writes the audit log (default: a writer of its own; the role closes the one it passes)."""
+    writes the audit log (default: a writer of its own; the role closes the one it passes); `checks`
+    are more readiness checks (`up` adds its worker's sink)."""
     app = FastAPI(title="LLMScope query API", version="0.1.0", docs_url=None)
     app.add_middleware(
         AuditMiddleware,
@@ -69,8 +73,9 @@ def create_query_app(
             return {}  # readiness is about the store answering, which it just did; the count is extra
 
     summary = "Readiness: store reachable; and how many dead letters the last 24 hours parked"
-    install_health(app, {"store": store_answers(store)}, summary, extra=dead_letters)
-    routers = (traces, metrics, anomalies, prices, pii_settings, deadletters, whoami, alert_rules, alerts, webhooks)
+    install_health(app, {"store": store_answers(store), **(checks or {})}, summary, extra=dead_letters)
+    routers = (traces, metrics, anomalies, prices, pii_settings, deadletters, whoami, alert_rules, alerts, webhooks,
+               budgets)
     for module in (*routers, admin_tenants, admin_limits, admin_keys, admin_audit):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(stream.router)

@@ -67,8 +67,20 @@ class ResultCache(abc.ABC):
         await self._set(key, value, ttl)
         return value, False
 
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        """Store a value computed elsewhere (a refresh in the background)."""
+        if ttl > 0:
+            await self._set(key, value, ttl)
+
+    async def forget(self, key: str) -> None:
+        """Drop one entry (its source changed), so the next read computes it afresh."""
+        await self._delete(key)
+
     @abc.abstractmethod
     async def _get(self, key: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def _delete(self, key: str) -> None: ...
 
     @abc.abstractmethod
     async def _set(self, key: str, value: bytes, ttl: float) -> None: ...
@@ -90,6 +102,9 @@ class NullCache(ResultCache):
         return None
 
     async def _set(self, key: str, value: bytes, ttl: float) -> None:
+        return None
+
+    async def _delete(self, key: str) -> None:
         return None
 
 
@@ -117,6 +132,9 @@ class LocalCache(ResultCache):
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
+    async def _delete(self, key: str) -> None:
+        self._entries.pop(key, None)
+
 
 class RedisCache(ResultCache):
     """Shared across query replicas. Fails open: if Redis errs, the answer is computed (and counted
@@ -137,6 +155,9 @@ class RedisCache(ResultCache):
     async def _set(self, key: str, value: bytes, ttl: float) -> None:
         await self._redis.run(lambda: self._redis.client.set(key, value, px=max(1, int(ttl * 1000))), None)
 
+    async def _delete(self, key: str) -> None:
+        await self._redis.run(lambda: self._redis.client.delete(key), None)
+
     async def close(self) -> None:
         await self._redis.close()
 
@@ -146,6 +167,6 @@ def make_cache(settings: Settings) -> ResultCache:
     if settings.query_cache_ttl_seconds <= 0:
         return NullCache()
     args = (settings.query_cache_prefix, settings.query_cache_ttl_seconds, settings.query_cache_recent_ttl_seconds)
-    if settings.redis_url:
-        return RedisCache(settings.redis_url, *args)
+    if url := settings.redis_connection_url:
+        return RedisCache(url, *args)
     return LocalCache(*args)

@@ -4,15 +4,19 @@ and the span filters."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, Query, Request
+from pydantic import BaseModel, ValidationError
 
 from llmscope.auth import Principal
 from llmscope.errors import BadRequest, Forbidden
 from llmscope.http import authenticate
 from llmscope.storage import Store
+from schemas.alerts import validation_message
 from schemas.times import EARLIEST_QUERY, LATEST_QUERY, utc
+
+M = TypeVar("M", bound=BaseModel)
 
 
 async def reader(request: Request) -> Principal:
@@ -116,3 +120,12 @@ def manageable(principal: Principal, tenant_id: str | None) -> str:
 def require_superadmin(principal: Principal, what: str) -> None:
     if not principal.superadmin:
         raise Forbidden(f"{what} needs a key with the 'superadmin' scope (made with `llmscope create-key`)")
+
+
+def parsed(model: type[M], body: Any) -> M:
+    """`body` (plain JSON) as `model`, or a 400 whose message names each bad field and the fix. Bodies
+    read as plain JSON let the contracts' own messages reach the caller as they are."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None

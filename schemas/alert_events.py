@@ -2,8 +2,8 @@
 
 Types: `alert.firing`, `alert.resolved` (a rule's group started or stopped breaching),
 `anomaly.opened`, `anomaly.closed` (an anomaly episode of a series), `webhook.test` (sent on
-request to check an endpoint), and `budget.threshold`, reserved: endpoints may subscribe to it
-now, its `data` is defined when budgets exist.
+request to check an endpoint), and `budget.threshold` (a budget's spend reached one of its
+thresholds; once per threshold and period, schemas/budgets.py).
 
 - `id` identifies the event for all time and is deterministic (a firing replayed after a crash
   has the same id). It is the `webhook-id` header of every delivery attempt, so receivers
@@ -96,6 +96,24 @@ class AnomalyData(_Model):
     summary: str
 
 
+class BudgetThresholdData(_Model):
+    """One threshold of a budget reached in a period. Money is exact decimal text (USD)."""
+
+    budget_id: str
+    name: str
+    scope: Literal["tenant", "model", "user_id", "tag"]
+    scope_value: str | None
+    period: Literal["monthly", "rolling"]
+    window: str | None
+    threshold: int = Field(description="The percent of the limit reached.")
+    spent_usd: str
+    limit_usd: str
+    percent: float
+    period_start: datetime
+    period_end: datetime = Field(description="Rolling budgets: the end of the window when it was reached.")
+    summary: str
+
+
 class WebhookTestData(_Model):
     endpoint_id: str
     summary: str
@@ -135,10 +153,8 @@ class WebhookTestEvent(_Envelope):
 
 
 class BudgetThresholdEvent(_Envelope):
-    """Reserved: the budgets issue defines `data`; until then nothing sends it."""
-
     type: Literal["budget.threshold"] = "budget.threshold"
-    data: dict[str, Any]
+    data: BudgetThresholdData
 
 
 WebhookEvent = Annotated[

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
 from llmscope.storage import Store
+from schemas.times import ceil_to, floor_to
 
 # Histogram: bucket i holds durations in (GAMMA**(i-1), GAMMA**i] ms and reports 2*GAMMA**i/(GAMMA+1),
 # which is within RELATIVE_ERROR of every value in the bucket (the DDSketch construction).
@@ -42,6 +43,9 @@ ROLLUP_HOUR = "rollup_hour"
 ROLLUP_DAY = "rollup_day"
 ROLLUP_WATERMARK = "rollup_watermark"
 ROLLUP_DIRTY = "rollup_dirty"  # (tenant, minute) pairs stored batches touched: what to recompute
+# (table, time column, seconds per row), coarsest first: how readers split a range (segments).
+ROLLUP_LEVELS = ((ROLLUP_DAY, "day", 86400), (ROLLUP_HOUR, "hour", 3600), (ROLLUP_MINUTE, "minute", 60))
+Level = tuple[str, str, int, datetime]  # (table, time column, seconds per row, rows complete before)
 
 # The rollup key besides tenant and time, in table order; user and session are deliberately absent
 # (high cardinality: those questions are answered from the spans table).
@@ -165,6 +169,17 @@ def span_aggregates_sql(spans_alias: str = "s", latency: bool = True) -> str:
             f"sumMap(map({bucket_sql('duration_ns')}, toUInt64(1))) AS latency_hist" if latency else "0 AS latency_hist",
         )
     )
+
+
+def segments(lo: datetime, hi: datetime, levels: list[Level]) -> list[tuple[str, str, datetime, datetime]]:
+    """Split [lo, hi) into disjoint runs, each answered by the coarsest level that covers it exactly."""
+    if lo >= hi or not levels:
+        return []
+    (table, col, step, watermark), rest = levels[0], levels[1:]
+    a, b = ceil_to(lo, step), min(floor_to(hi, step), watermark)
+    if a >= b:
+        return segments(lo, hi, rest)
+    return segments(lo, a, rest) + [(table, col, a, b)] + segments(b, hi, rest)
 
 
 def read_watermarks(store: Store) -> dict[str, tuple[datetime, datetime]]:

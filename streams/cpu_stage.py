@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -18,6 +19,13 @@ from streams.stages.enrich import TenantPolicies
 from streams.stages.pipeline import PreparedBatch, RawMessage, prepare
 
 
+def tune_collector() -> None:
+    """A batch allocates hundreds of thousands of objects that all live until it is returned, and
+    hardly any cycles: with the default thresholds the collector ran every 700 allocations and
+    traversed the growing batch again and again, a quarter of the stage's time."""
+    gc.set_threshold(50_000, 20, 100)
+
+
 def _child_init(parent: int) -> None:
     """Runs first in every CPU-stage process: the parent owns it.
 
@@ -26,6 +34,7 @@ def _child_init(parent: int) -> None:
     killed with SIGKILL: the kernel's parent-death signal covers that, and a watchdog thread covers
     the case where the parent died before the signal was armed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_collector()
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
@@ -68,6 +77,10 @@ class CpuStage:
                     signal.signal(signal.SIGINT, handler)
             self._pool = pool
         return self._pool
+
+    def start(self) -> None:
+        """Start the worker processes ahead of the first batch, which would otherwise wait for them."""
+        self._executor()
 
     async def prepare(self, messages: list[RawMessage], policies: TenantPolicies) -> PreparedBatch:
         pool = self._executor()

@@ -24,6 +24,7 @@ from query.app import create_query_app
 from streams.sink import StoreSink
 from streams.worker import create_worker_app
 from tests.processes import kill_all, mark_session, marked
+from tests.tls_proxy import Pki, make_pki
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,6 +61,12 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 
 @pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A certificate authority of the session's own, its server and client certificates."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("llmscope")
 
@@ -76,6 +83,8 @@ def settings(broker: EmbeddedBroker, data_dir: Path) -> Settings:
         deadletter_topic="test-deadletter",
         worker_name="test-worker",
         sink_batch_seconds=0.1,
+        # Workers restart often in tests; tansu makes a restarted one wait about twice this.
+        kafka_session_timeout_seconds=3.0,
         # Every worker shares the store's webhook outbox: only the webhook tests' own workers deliver.
         webhook_poll_seconds=3600,
     )
@@ -133,10 +142,15 @@ class UpProcess:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-def start_up(data_dir: Path, *extra: str, ports: tuple[int, int] | None = None, timeout: float = 90.0) -> UpProcess:
+def start_up(
+    data_dir: Path, *extra: str, ports: tuple[int, int] | None = None, timeout: float = 90.0,
+    env: dict[str, str] | None = None,
+) -> UpProcess:  # fmt: skip
+    """`env`: more LLMSCOPE_* variables (with LLMSCOPE_TLS_CERT_FILE the URLs are https://)."""
     ingest_port, query_port = ports or (free_port(), free_port())
     log = data_dir / f"up-{ingest_port}.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("LLMSCOPE_INGEST_HOST", "LLMSCOPE_QUERY_HOST")}
+    scheme = "https" if env and "LLMSCOPE_TLS_CERT_FILE" in env else "http"
+    env = {k: v for k, v in os.environ.items() if k not in ("LLMSCOPE_INGEST_HOST", "LLMSCOPE_QUERY_HOST")} | (env or {})
     cmd = [sys.executable, "-m", "llmscope.cli", "up", "--data-dir", str(data_dir),
            "--ingest-port", str(ingest_port), "--query-port", str(query_port), *extra]
     process = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=env)
@@ -146,7 +160,7 @@ def start_up(data_dir: Path, *extra: str, ports: tuple[int, int] | None = None, 
             raise RuntimeError(f"llmscope up exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         if "Ctrl-C stops everything" in log.read_text():
             key = (data_dir / "dev-api-key").read_text().strip()
-            return UpProcess(process, f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{query_port}", key, log)
+            return UpProcess(process, f"{scheme}://127.0.0.1:{ingest_port}", f"{scheme}://127.0.0.1:{query_port}", key, log)
         time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"llmscope up not ready in {timeout}s:\n{log.read_text()[-3000:]}")

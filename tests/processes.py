@@ -103,6 +103,7 @@ class Worker:
             "LLMSCOPE_EVENTS_TOPIC": settings.events_topic,
             "LLMSCOPE_WORKER_NAME": settings.worker_name,
             "LLMSCOPE_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "LLMSCOPE_KAFKA_SESSION_TIMEOUT_SECONDS": str(settings.kafka_session_timeout_seconds),
             "LLMSCOPE_SINK_BATCH_SECONDS": "0.2",
             # Its /metrics and /ready on a port of its own: test runs side by side must not collide.
             "LLMSCOPE_WORKER_HOST": "127.0.0.1",

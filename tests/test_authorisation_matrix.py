@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -31,6 +32,8 @@ from llmscope.kafka import IngestProducer
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from query.app import create_query_app
+from schemas.budget_rows import read_budget, write_budget
+from schemas.budgets import Budget, BudgetCreate
 from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
@@ -153,7 +156,8 @@ def _http(apps: dict[str, FastAPI]) -> Iterator[tuple[str, FastAPI, Endpoint]]:
 def test_the_matrix_sees_every_router(apps: dict[str, FastAPI]) -> None:
     paths = {e.path for app in apps.values() for e in endpoints(app)}
     for path in ("/v1/traces", "/api/v1/events", "/api/v1/traces", "/api/v1/admin/keys/{key_id}/rotate",
-                 "/api/v1/admin/audit", "/api/v1/prices", "/api/v1/stream"):  # fmt: skip
+                 "/api/v1/admin/audit", "/api/v1/prices", "/api/v1/stream", "/api/v1/budgets/{budget_id}/status",
+                 "/api/v1/usage"):  # fmt: skip
         assert path in paths
 
 
@@ -185,23 +189,28 @@ async def test_expired_revoked_and_disabled_keys_get_401_everywhere(apps, world,
 
 
 async def test_another_tenants_key_gets_nothing_of_the_first_tenant(apps, world, store) -> None:
-    # The first tenant's own key sees its markers (so their absence below means something).
-    seen = "".join([(await _call(apps["query"], e, world.values, world.keys["a_full"])).text
-                    for _, _, e in _http(apps) if e.method == "GET"])  # fmt: skip
-    assert all(m in seen for m in world.markers), [m for m in world.markers if m not in seen]
+    # Resources the paths below name, made now (the scope test may have deleted or revoked others).
     untouched = create_key(store, world.a, "named by the paths below", {"read"})
-    values = world.values | {"key_id": hash_key(untouched)[:16]}
+    budget = Budget.create(BudgetCreate(name=f"mx-budget-{world.a}", limit_usd=Decimal(1)), datetime.now(UTC))
+    write_budget(store, world.a, budget)
+    values = world.values | {"key_id": hash_key(untouched)[:16], "budget_id": budget.id}
+    markers = [*world.markers, budget.name]
+    # The first tenant's own key sees its markers (so their absence below means something).
+    seen = "".join([(await _call(apps["query"], e, values, world.keys["a_full"])).text
+                    for _, _, e in _http(apps) if e.method == "GET"])  # fmt: skip
+    assert all(m in seen for m in markers), [m for m in markers if m not in seen]
     failures = []
     for name, app, endpoint in _http(apps):
         r = await _call(app, endpoint, values, world.keys["b_full"])
         url = endpoint.url(values)
-        leaked = [m for m in world.markers if m in r.text and m not in url]  # an echo of the path is no leak
-        names_a = any("{" + p + "}" in endpoint.path for p in world.values)
+        leaked = [m for m in markers if m in r.text and m not in url]  # an echo of the path is no leak
+        names_a = any("{" + p + "}" in endpoint.path for p in values)
         if leaked or (names_a and r.is_success):
             failures.append(f"{name} {endpoint}: {r.status_code}, leaked {leaked}: {r.text[:200]}")
     assert not failures, "\n".join(failures)
     [row] = [k for k in tenants.list_keys(store, world.a) if k["key_id"] == values["key_id"]]
     assert not row["revoked"] and row["expires_at"] is None  # neither revoked nor rotated by the other tenant
+    assert read_budget(store, world.a, budget.id) == budget  # neither changed nor deleted by the other tenant
 
 
 def _ws_close(app: FastAPI, key: str | None) -> int | None:

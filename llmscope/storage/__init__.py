@@ -16,4 +16,4 @@ def open_store(settings: Settings) -> Store:
     from llmscope.storage.server_engine import ServerStore
 
     assert settings.clickhouse_url is not None
-    return ServerStore(settings.clickhouse_url, settings.clickhouse_database)
+    return ServerStore(settings.clickhouse_url, settings.clickhouse_database, settings.clickhouse_ca_file, settings.clickhouse_verify)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -11,22 +12,35 @@ import pyarrow as pa
 from llmscope.storage.base import Store, StoreError
 
 
+def client_options(url: str, ca_file: Path | None = None, verify: bool = True) -> dict[str, Any]:
+    """clickhouse_connect.get_client arguments for `url`: https:// is TLS, verified against
+    `ca_file` (else the system's trust store) unless `verify` is off."""
+    parsed = urlparse(url)
+    secure = parsed.scheme == "https"
+    options: dict[str, Any] = {
+        "host": parsed.hostname or "localhost",
+        "port": parsed.port or (8443 if secure else 8123),
+        "username": parsed.username or "default",
+        "password": parsed.password or "",
+        "secure": secure,
+        # No fixed session id: concurrent requests on one session fail with SESSION_IS_LOCKED.
+        "autogenerate_session_id": False,
+    }
+    if secure:
+        options["verify"] = verify
+        if ca_file is not None:
+            options["ca_cert"] = str(ca_file)
+    return options
+
+
 class ServerStore(Store):
-    def __init__(self, url: str, database: str) -> None:
+    def __init__(self, url: str, database: str, ca_file: Path | None = None, verify: bool = True) -> None:
         import clickhouse_connect
 
         parsed = urlparse(url)
         self.database = database
         try:
-            # No fixed session id: concurrent requests on one session fail with SESSION_IS_LOCKED.
-            self._client = clickhouse_connect.get_client(
-                host=parsed.hostname or "localhost",
-                port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
-                username=parsed.username or "default",
-                password=parsed.password or "",
-                secure=parsed.scheme == "https",
-                autogenerate_session_id=False,
-            )
+            self._client = clickhouse_connect.get_client(**client_options(url, ca_file, verify))
         except Exception as exc:
             raise StoreError(f"cannot connect to ClickHouse at {parsed.hostname}:{parsed.port}: {exc}") from exc
 

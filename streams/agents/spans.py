@@ -61,6 +61,7 @@ def register(app: faust.App, settings: Settings, sink: StoreSink, policies: Poli
     @app.agent(source, name="spans")
     async def process(stream: StreamT) -> None:
         stream = stream.noack()  # type: ignore[attr-defined]  # Stream has it; StreamT's stub lacks it
+        cpu.start()  # now, not with the first batch: a process takes seconds to import the stages
         batcher: Batcher[EventT] = Batcher(
             store_batch,
             stream.ack,

@@ -13,8 +13,8 @@ from schemas.messages import FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, IngestMessag
 from schemas.span import Span
 from schemas.times import STORABLE_YEARS, storable
 from streams.stages.decode import single_item, spans_from_message
-from streams.stages.enrich import TenantPolicies, enrich
-from streams.stages.inherit import Node, own_values, resolve
+from streams.stages.enrich import EnrichmentPolicy, TenantPolicies, enrich
+from streams.stages.inherit import FIELDS, Node, own_values, resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,9 @@ class PreparedBatch:
         return orjson.dumps([{"tenant_id": t, "minute": m, "batch": self.batch_id} for t, m in sorted(self.minutes)])
 
 
+_STATED_BY = tuple(columns[0] for columns in FIELDS.values())  # a field is stated when its first column is set
+
+
 def _check_storable(span: Span) -> None:
     """Ingest rejects such spans; a message from another producer may still carry them, and one
     unstorable row would fail its whole INSERT on every retry."""
@@ -76,10 +79,10 @@ def _check_storable(span: Span) -> None:
         raise MalformedMessage(f"span {span.span_id} has a time outside {STORABLE_YEARS}, which the store cannot hold")
 
 
-def _enrich(span: Span, message: IngestMessage, policies: TenantPolicies) -> None:
+def _enrich(span: Span, policy: EnrichmentPolicy) -> None:
     _check_storable(span)
     # Redaction happens here, before anything is written or published.
-    result = enrich(span, policies.for_tenant(message.tenant_id))
+    result = enrich(span, policy)
     span.price_source, span.model_version, span.pii_counts = result.price_source, result.model_version, result.pii_counts
 
 
@@ -92,12 +95,26 @@ def _inherit_within(spans: list[Span]) -> None:
     for members in traces.values():
         if len(members) < 2:
             continue
+        if not _may_inherit(members):  # what resolving would find: every span keeps its own values
+            for span in members:
+                span.inherited = []
+            continue
         resolved = resolve(Node(s.span_id, s.parent_span_id, own_values(_columns(s))) for s in members)
         for span in members:
             found = resolved[span.span_id]
             span.user_id, span.session_id = found.values["user_id"], found.values["session_id"]
             span.prompt_name, span.prompt_version = found.values["prompt_name"], found.values["prompt_version"]
             span.inherited = list(found.inherited)
+
+
+def _may_inherit(members: list[Span]) -> bool:
+    """Whether a span of the trace can take a field from another: one with a parent lacks a field
+    that some span states. Most traces either state a field on every span (context propagation)
+    or nowhere (no prompt), and resolving those costs more than the rest of enrichment."""
+    for column in _STATED_BY:
+        if any(getattr(s, column) for s in members) and any(s.parent_span_id and not getattr(s, column) for s in members):
+            return True
+    return False
 
 
 def _columns(span: Span) -> dict[str, str]:
@@ -123,10 +140,16 @@ def prepare(messages: list[RawMessage], policies: TenantPolicies) -> PreparedBat
     stored: list[tuple[Span, IngestMessage]] = []
     batch = PreparedBatch()
     ids: list[str] = []
+    # One tenant's policy once per batch: building it (a keyed hash, the price overrides' index)
+    # cost as much as enriching a span.
+    tenant_policy: dict[str, EnrichmentPolicy] = {}
     for index, raw in enumerate(messages):
         try:
             message = ingest_message_from(raw.value, raw.headers)
             spans = spans_from_message(message)
+            policy = tenant_policy.get(message.tenant_id)
+            if policy is None:
+                policy = tenant_policy[message.tenant_id] = policies.for_tenant(message.tenant_id)
         except MalformedMessage as exc:
             batch.dead.append(DeadLetter(index, str(exc)))
             ids.append(_message_id(raw))
@@ -138,7 +161,7 @@ def prepare(messages: list[RawMessage], policies: TenantPolicies) -> PreparedBat
         ids.append(message.message_id)
         for item, span in enumerate(spans):
             try:
-                _enrich(span, message, policies)
+                _enrich(span, policy)
             except Exception as exc:
                 reason = str(exc) if isinstance(exc, MalformedMessage) else f"internal error: {exc!r}"[:1000]
                 batch.dead.append(_dead_item(index, item, reason, message, span))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from schemas.alert_events import BudgetThresholdEvent, WebhookEvent, event_json
+from schemas.alert_events import WebhookEvent, event_json
 from schemas.webhooks import WebhookFormat
 
 CONTENT_TYPE = "application/json"
@@ -19,11 +19,7 @@ _EMOJI = {"alert.firing": ":rotating_light:", "alert.resolved": ":white_check_ma
 
 
 def slack_text(event: WebhookEvent) -> str:
-    if isinstance(event, BudgetThresholdEvent):
-        summary = str(event.data.get("summary", event.type))
-    else:
-        summary = event.data.summary
-    line = " ".join(summary.split())
+    line = " ".join(event.data.summary.split())
     escaped = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return f"{_EMOJI[event.type]} {escaped}"
 

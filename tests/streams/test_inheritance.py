@@ -7,13 +7,15 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llmscope.storage import Store
 from schemas.span import Span
 from streams.compaction import recompute_minutes
 from streams.inheritance import settle, settle_range
 from streams.stages.inherit import Node, own_values, resolve
-from streams.stages.pipeline import prepare
+from streams.stages.pipeline import _columns, _inherit_within, prepare
 from streams.stages.normalise import normalise
 from tests.otlp_factory import kv, llm_span, request_of
 from tests.schemas.test_rollup import make_span
@@ -54,6 +56,21 @@ def test_a_trace_that_arrives_whole_is_resolved_within_its_batch() -> None:
     rows = {r["span_id"]: r for r in orjson.loads(prepared.span_rows)}
     assert (rows[child.span_id.hex()]["user_id"], rows[child.span_id.hex()]["inherited"]) == ("u-1", ["user_id", "session_id"])
     assert prepared.traces == {"pipe": {trace.hex()}}
+
+
+_VALUES = st.sampled_from(["", "", "a", "b"])
+
+
+@given(st.lists(st.tuples(st.sampled_from(["", "s0", "s1", "s2", "gone"]), _VALUES, _VALUES, _VALUES), min_size=2, max_size=6))
+def test_a_batch_resolves_as_resolving_every_trace_would(shape: list[tuple[str, str, str, str]]) -> None:
+    """Traces where nothing can be inherited skip the resolver; what they get must not change."""
+    spans = [make_span("t1", 0, 1, 1, span_id=f"s{i}", parent_span_id=parent, user_id=user, session_id=session,
+                       prompt_name=prompt, prompt_version=prompt and "v1")
+             for i, (parent, user, session, prompt) in enumerate(shape)]
+    expected = resolve(Node(s.span_id, s.parent_span_id, own_values(_columns(s))) for s in spans)
+    _inherit_within(spans)
+    for s in spans:
+        assert (_columns(s), s.inherited) == (expected[s.span_id].values, list(expected[s.span_id].inherited))
 
 
 T0 = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=3)  # within the retention

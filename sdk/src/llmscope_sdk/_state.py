@@ -48,6 +48,11 @@ def shutdown(timeout: float | None = None) -> bool:
     return get_client().shutdown(timeout)
 
 
+def within_budget(budget_id: str, *, default: bool = True) -> bool:
+    """The global Client's budget check (Client.within_budget): `default` when the status cannot be had."""
+    return get_client().within_budget(budget_id, default=default)
+
+
 def emit(event: dict[str, Any], client: Client | None = None) -> None:
     """Finish an event (service name, sanitised names) and queue it; never raises."""
     try:

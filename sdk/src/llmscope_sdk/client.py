@@ -15,15 +15,18 @@ from typing import Any
 import httpx
 
 from llmscope_sdk._transport import RetryPolicy, send_batch
+from llmscope_sdk.budgets import BudgetCheckFailed, BudgetStatus, fetch_status
 
 __version__ = "0.1.0"
 log = logging.getLogger("llmscope_sdk")
 DEFAULT_ENDPOINT = "http://localhost:4318"
+DEFAULT_QUERY_ENDPOINT = "http://localhost:8000"
 _WAKE = object()  # put into the queue to wake the sender for a flush or shutdown
 
 
 class Client:
-    """Batches events and POSTs them to `{endpoint}/api/v1/events`; every public method is safe to call anywhere."""
+    """Batches events and POSTs them to `{endpoint}/api/v1/events`; every public method is safe to call anywhere
+    (`budget_status` alone raises, when it has no status to give: `within_budget` does not)."""
 
     def __init__(
         self,
@@ -40,10 +43,14 @@ class Client:
         max_content_chars: int = 32_000,
         shutdown_timeout: float = 5.0,
         enabled: bool = True,
+        query_endpoint: str | None = None,
     ) -> None:
         self.api_key = api_key if api_key is not None else os.environ.get("LLMSCOPE_API_KEY", "")
         self.endpoint = (endpoint or os.environ.get("LLMSCOPE_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         self.url = f"{self.endpoint}/api/v1/events"
+        # Budget checks go to the query API, not the ingest (llmscope_sdk/budgets.py).
+        self.query_endpoint = (query_endpoint or os.environ.get("LLMSCOPE_QUERY_ENDPOINT")
+                               or DEFAULT_QUERY_ENDPOINT).rstrip("/")
         self.service_name = (
             service_name or os.environ.get("LLMSCOPE_SERVICE_NAME") or os.environ.get("OTEL_SERVICE_NAME", "")
         )
@@ -124,6 +131,18 @@ class Client:
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
         return done
+
+    def budget_status(self, budget_id: str, timeout: float = 2.0) -> BudgetStatus:
+        """The budget's status now (cached by the server for a few seconds); BudgetCheckFailed if none."""
+        return fetch_status(self.query_endpoint, self.api_key, budget_id, timeout)
+
+    def within_budget(self, budget_id: str, *, default: bool = True, timeout: float = 2.0) -> bool:
+        """Whether the budget still has room; `default` when its status cannot be had (never raises)."""
+        try:
+            return self.budget_status(budget_id, timeout).within_budget
+        except BudgetCheckFailed as exc:
+            log.warning("llmscope: %s; assuming within_budget=%s", exc, default)
+            return default
 
     # -- the sender thread -------------------------------------------------------------------------------------
 
