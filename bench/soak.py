@@ -1,7 +1,8 @@
 """Soak: `llmscope up` under a steady OTLP load for a long time (not run in CI).
 
 Every --interval seconds it samples: RSS of the `up` process, of its CPU-stage worker processes
-and of its tansu broker(s) (two while `up` replaces its broker), each separately and in total;
+and of its tansu broker(s) (two while `up` replaces its broker), each separately and in total,
+and the PSS of them all (shared pages counted once: the RSS sum counts chDB's library twice);
 spans accepted per second; freshness (how long until a marker trace sent at the sample time is
 readable through the query API); and errors. Each sample is printed and appended to --samples
 as it is taken (flushed, so a long run can be read while it goes). At the end: a summary with
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -53,6 +55,22 @@ def rss(pid: int) -> int:
     except FileNotFoundError:
         pass
     return 0
+
+
+def pss(pid: int) -> int:
+    """Proportional set size: each page shared by n processes counts 1/n (chDB's library and the
+    CPU-stage children's copy-on-write pages are shared with `up`: an RSS sum counts them twice)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def family_pss(pid: int) -> int:
+    return pss(pid) + sum(family_pss(c) for c in children(pid))
 
 
 def children(pid: int) -> list[int]:
@@ -98,6 +116,7 @@ class Sample:
     total_spans: int
     errors: dict[str, int]
     brokers: frozenset[int] = frozenset()
+    pss: int = 0  # all of `up`'s processes, shared pages counted once
 
     @property
     def total(self) -> int:
@@ -105,13 +124,13 @@ class Sample:
 
 
 COLUMNS = (f"{'t s':>7} {'spans/s':>8} {'p99 ms':>7} {'fresh s':>7} {'up MiB':>7} {'pool MiB':>8} {'tansu MiB':>9} "
-           f"{'total MiB':>9} {'brokers':>7} {'spans':>10}  errors")
+           f"{'total MiB':>9} {'PSS MiB':>7} {'brokers':>7} {'spans':>10}  errors")
 
 
 def row(s: Sample, rotations: int) -> str:
     fresh = f"{s.freshness_s:7.2f}" if s.freshness_s is not None else "  never"
     return (f"{s.t:7.0f} {s.spans_per_s:8.0f} {s.p99_ms:7.0f} {fresh} {s.up / MiB:7.0f} {s.workers / MiB:8.0f} "
-            f"{s.tansu / MiB:9.0f} {s.total / MiB:9.0f} {f'{len(s.brokers)}/{rotations}':>7} {s.total_spans:10d}  "
+            f"{s.tansu / MiB:9.0f} {s.total / MiB:9.0f} {s.pss / MiB:7.0f} {f'{len(s.brokers)}/{rotations}':>7} {s.total_spans:10d}  "
             f"{fmt_errors(s.errors)}")
 
 
@@ -198,7 +217,7 @@ async def soak(args: argparse.Namespace, up: subprocess.Popen[bytes], ingest: st
                 spans_per_s=window.accepted_spans / args.interval,
                 p99_ms=(lat[int(0.99 * (len(lat) - 1))] * 1000) if lat else 0.0,
                 freshness_s=fresh, up=up_rss, workers=pool_rss, tansu=tansu_rss,
-                total_spans=run.total_spans, errors=window.errors, brokers=brokers,
+                total_spans=run.total_spans, errors=window.errors, brokers=brokers, pss=family_pss(up.pid),
             )
             samples.append(s)
             emit(out, row(s, len(seen) - 1))
@@ -249,30 +268,31 @@ def summary(samples: list[Sample], warmup_s: float) -> list[str]:
     lines.append(f"  RSS after a warm-up of {steady[0].t / 60:.1f} min, over {hours * 60:.1f} min: "
                  "first -> last (min..max), trend")
     for name, get in (("up", lambda s: s.up), ("worker pool", lambda s: s.workers),
-                      ("tansu", lambda s: s.tansu), ("total", lambda s: s.total)):
+                      ("tansu", lambda s: s.tansu), ("total", lambda s: s.total), ("PSS total", lambda s: s.pss)):
         values = [get(s) for s in steady]
         slope = _slope([(s.t / 3600, get(s)) for s in steady])
         lines.append(f"    {name:<12} {get(first) / MiB:6.0f} -> {get(last) / MiB:6.0f} MiB "
                      f"({min(values) / MiB:.0f}..{max(values) / MiB:.0f}), {slope / MiB:+.1f} MiB/h")
-    lines += _extrapolation(steady)
+    lines += _extrapolation(steady, "total", lambda s: s.total)
+    lines += _extrapolation(steady, "PSS total", lambda s: s.pss)
     lines += _broker(samples, rate)
     return lines
 
 
-def _extrapolation(steady: list[Sample]) -> list[str]:
+def _extrapolation(steady: list[Sample], name: str, get: Callable[[Sample], int]) -> list[str]:
     """The total at 24 h if the trend after the warm-up went on: from the mean of the last tenth of
     the samples and from the highest sample (a broker about to be replaced), both plus the slope."""
     last_tenth = steady[-max(1, len(steady) // 10):]
-    slope = _slope([(s.t / 3600, s.total) for s in steady])
+    slope = _slope([(s.t / 3600, get(s)) for s in steady])
     now_h = steady[-1].t / 3600
-    mean_now = statistics.mean(s.total for s in last_tenth)
-    peak = max(s.total for s in steady)
+    mean_now = statistics.mean(get(s) for s in last_tenth)
+    peak = max(get(s) for s in steady)
     at_24 = mean_now + slope * max(0.0, 24 - now_h)
     peak_24 = peak + max(0.0, slope) * max(0.0, 24 - now_h)
     span = (steady[-1].t - steady[0].t) / 3600
     caveat = ("a trend over less than an hour says little about a day" if span < 1
               else f"a straight line from {span:.1f} h of data")
-    return [f"  extrapolated total at 24 h: {at_24 / MiB:.0f} MiB typical, {peak_24 / MiB:.0f} MiB at a peak "
+    return [f"  extrapolated {name} at 24 h: {at_24 / MiB:.0f} MiB typical, {peak_24 / MiB:.0f} MiB at a peak "
             f"(now {mean_now / MiB:.0f} MiB, peak so far {peak / MiB:.0f} MiB, trend {slope / MiB:+.1f} MiB/h; {caveat})"]
 
 
