@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -56,14 +55,6 @@ def spans(tenant_id: str, minute: datetime, n: int, duration_ns: int = 100_000_0
 @pytest.fixture(scope="module")
 def topic(settings: Settings) -> str:
     return f"alerts-{uuid.uuid4().hex[:8]}-events"
-
-
-@pytest.fixture(scope="module")
-async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 @pytest.fixture

@@ -10,14 +10,12 @@ look at their own tenant's notifications only.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.budget_rows import unsent_crossings, write_budget
 from schemas.budgets import Budget, BudgetCreate
@@ -58,14 +56,6 @@ def now_in_month() -> datetime:
 @pytest.fixture(scope="module")
 def topic() -> str:
     return f"budgets-{uuid.uuid4().hex[:8]}-events"
-
-
-@pytest.fixture(scope="module")
-async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 def evaluator_sending_to(producer: AIOKafkaProducer, topic: str, store: Store) -> BudgetEvaluator:

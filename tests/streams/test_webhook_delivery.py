@@ -49,14 +49,6 @@ async def api(hooks_settings: Settings, store: Store, worker: None) -> AsyncIter
         yield client
 
 
-@pytest.fixture(scope="module")
-async def producer(hooks_settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=hooks_settings.kafka_bootstrap_servers, acks="all")
-    await p.start()
-    yield p
-    await p.stop()
-
-
 @pytest.fixture
 def tenant(store: Store) -> tuple[str, dict[str, str]]:
     name = f"hooks-{uuid.uuid4().hex[:8]}"
