@@ -35,7 +35,7 @@ _SECRETS = (
 )
 
 
-_CHATTY = ("faust", "mode", "aiokafka")
+_CHATTY = ("faust", "mode", "aiokafka", "httpx")
 
 
 def redact(text: str) -> str:
@@ -108,6 +108,8 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     # The stream libraries narrate every start, stop and partition assignment at INFO (dozens of
-    # lines per start); their warnings and errors still come through, and DEBUG shows everything.
+    # lines per start), and httpx every request (each webhook attempt, whose outcome is kept in
+    # the deliveries API and counted in the webhook metrics); their warnings and errors still come
+    # through, and DEBUG shows everything.
     for chatty in _CHATTY:
         logging.getLogger(chatty).setLevel(level if logging.getLevelName(level) == logging.DEBUG else logging.WARNING)
