@@ -216,6 +216,11 @@ class Server(uvicorn.Server):
         else:
             self._exit_requested.clear()
 
+    @property
+    def port(self) -> int:
+        """The port it listens on: the one it was given, or the one the system chose for port 0."""
+        return int(self.servers[0].sockets[0].getsockname()[1]) if self.servers else self.config.port
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield

@@ -290,7 +290,8 @@ async def run_up(
         query_tasks = await _serve([query_server])
         generations.run()
         if announce:
-            print(banner(settings, broker, key, admin), flush=True)
+            ports = {"ingest_port": ingest_server.port, "query_port": query_server.port}  # port 0: the one it got
+            print(banner(settings.model_copy(update=ports), broker, key, admin), flush=True)
         await stop.wait()
         await generations.close()  # a rotation in progress finishes first
         log.info("stopping: ingest first, then draining the broker into the store")
