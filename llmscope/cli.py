@@ -11,7 +11,9 @@ from pathlib import Path
 
 from llmscope import admin_client
 from llmscope.logs import configure_logging
+from llmscope.redaction import redact_url
 from llmscope.settings import Settings, SettingsError, load_settings
+from llmscope.storage.base import StoreError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format, args.role, sys.stderr if client else sys.stdout)
     # Passwords are SecretStr or redacted from URLs in the repr (and log lines are redacted again).
     logging.getLogger("llmscope").debug("settings: %r", settings)
+    try:
+        return _run(args, settings)
+    except StoreError as exc:
+        # The store cannot be reached or opened (a ClickHouse server down, another process holding
+        # the chDB directory): one line that says so, not a traceback; a supervisor restarts the role.
+        print(f"llmscope {args.role}: {redact_url(str(exc))}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     from llmscope import roles
 
     if args.role == "migrate":
