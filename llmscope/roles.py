@@ -232,15 +232,13 @@ async def run_up(
     stop = stop or _stop_event("acknowledged messages not yet stored are lost (the embedded broker keeps them in memory)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # The embedded broker is on loopback and speaks plain TCP, whatever the Kafka TLS settings say.
-    # tansu has no idempotent producer (InitProducerId fails); acks=all still holds. A webhook
-    # receiver in development is usually on this machine: private addresses are allowed unless
-    # the setting says otherwise. tansu allows short group sessions: the worker consumes
-    # seconds sooner after start.
-    allow_private = settings.webhook_allow_private or "webhook_allow_private" not in settings.model_fields_set
-    session = settings.kafka_session_timeout_seconds if "kafka_session_timeout_seconds" in settings.model_fields_set else 3.0
-    settings = settings.model_copy(update={"kafka_idempotence": False, "kafka_security_protocol": "PLAINTEXT",
-                                           "webhook_allow_private": allow_private,
-                                           "kafka_session_timeout_seconds": session})
+    # tansu has no idempotent producer (InitProducerId fails); acks=all still holds. And `up`'s own
+    # defaults where a setting was not given: a webhook receiver in development is usually on this
+    # machine (private addresses allowed), and tansu allows short group sessions (the worker
+    # consumes seconds sooner after start).
+    own = {name: value for name, value in (("webhook_allow_private", True), ("kafka_session_timeout_seconds", 3.0))
+           if name not in settings.model_fields_set}
+    settings = settings.model_copy(update={"kafka_idempotence": False, "kafka_security_protocol": "PLAINTEXT", **own})
     live = LiveHub()  # worker and query share the process: the live stream stays in it
     store: Store | None = None
     sink: StoreSink | None = None  # one for every worker generation: the apps' /ready watches it
