@@ -29,6 +29,7 @@ REQUEST_ID_HEADER = "x-request-id"
 
 log = logging.getLogger(__name__)
 
+
 class ResponseStatus:
     """An ASGI `send` that remembers the status the app answered, for middleware that records
     requests (metrics, audit); 500 until an answer starts, which is what the client gets if the app
