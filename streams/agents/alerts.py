@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,10 +39,10 @@ from schemas.live import alert_message
 from schemas.notifications import Notification
 from streams.alert_values import read_values
 from streams.alerting import RuleState, Transition, alert_event
+from streams.events_topic import Send, events_sender
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[Notification], Awaitable[None]]
 Clock = Callable[[], float]
 
 
@@ -116,13 +116,10 @@ def register(app: faust.App, settings: Settings, store: Store, clock: Clock = ti
              live: LiveHub | None = None) -> AlertEvaluator:
     """The evaluator's timer on the leader; `clock` gives the time each tick floors to the minute;
     `live` gets each alert that fired or resolved."""
-    topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
+    to_events = events_sender(app, settings)
 
     async def send(note: Notification) -> None:
-        await topic.maybe_declare()  # once: with the settings' partitions, not the broker's default
-        # force: sent now and awaited, so the state is saved only once the broker has the event.
-        sent = await topic.send(key=note.key(), value=note.to_bytes(), force=True)
-        await sent
+        await to_events(note)  # the state is saved only once the broker has the event
         if live is not None and isinstance(note.event, (AlertFiringEvent, AlertResolvedEvent)):
             await live.publish(note.tenant_id, [alert_message(note.event)])
 

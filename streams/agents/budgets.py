@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import faust
@@ -38,10 +38,10 @@ from schemas.budget_rows import Crossing, all_budgets, read_crossings, record_cr
 from schemas.budgets import MAX_WINDOW, crossing_key, due, threshold_event
 from schemas.notifications import Notification
 from schemas.rollup import read_watermarks
+from streams.events_topic import Send, events_sender
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[Notification], Awaitable[None]]
 Clock = Callable[[], float]
 # Crossings older than this can be current for no budget: a month, or the longest rolling window.
 _LOOKBACK = timedelta(seconds=MAX_WINDOW) + timedelta(days=1)
@@ -89,15 +89,8 @@ class BudgetEvaluator:
 
 def register(app: faust.App, settings: Settings, store: Store, clock: Clock = time.time) -> BudgetEvaluator:
     """The evaluator's timer on the leader; `clock` gives the time of each tick."""
-    topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
-
-    async def send(note: Notification) -> None:
-        await topic.maybe_declare()  # once: with the settings' partitions, not the broker's default
-        # force: sent now and awaited, so the crossing is marked sent only once the broker has it.
-        sent = await topic.send(key=note.key(), value=note.to_bytes(), force=True)
-        await sent
-
-    evaluator = BudgetEvaluator(store, send)
+    # A crossing is marked sent only once the broker has its event.
+    evaluator = BudgetEvaluator(store, events_sender(app, settings))
 
     @app.timer(interval=settings.budget_tick_seconds, on_leader=True)
     async def evaluate_budgets() -> None:
