@@ -18,19 +18,15 @@ refresh replaces).
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
-from llmscope.errors import BadRequest, LLMScopeError, NotFound
-from llmscope.storage import Store, StoreError
-from query.cache import ResultCache
+from llmscope.errors import BadRequest, NotFound
+from llmscope.storage import Store
 from query.deps import AlertsWriter, Reader, StoreDep, parsed
 from query.envelope import Envelope
 from schemas.alerts import validation_message
@@ -49,7 +45,6 @@ from schemas.budgets import (
 )
 
 router = APIRouter(tags=["budgets"])
-log = logging.getLogger(__name__)
 
 _EXAMPLE = {"name": "Support bot, gpt-4o, monthly", "limit_usd": "500", "scope": "model", "scope_value": "gpt-4o",
             "period": "monthly", "thresholds": [50, 80, 100]}
@@ -170,28 +165,9 @@ async def budget_status(budget_id: str, principal: Reader, store: StoreDep, requ
         return StatusResponse(data=found).model_dump_json().encode()
 
     fresh = request.app.state.settings.budget_status_cache_seconds
-    cache, key = request.app.state.cache, _status_key(request, principal.tenant_id, budget_id)
-    body, hit = await cache.get_or_compute(key, 2 * fresh, compute)
-    if hit and _age(body) > fresh and key not in _refreshing:
-        _refreshing[key] = asyncio.create_task(_refresh(cache, key, 2 * fresh, compute))
-        _refreshing[key].add_done_callback(lambda _: _refreshing.pop(key, None))
+    key = _status_key(request, principal.tenant_id, budget_id)
+    body, _ = await request.app.state.cache.get_or_compute(key, 2 * fresh, compute, refresh_after=fresh)
     return Response(body, media_type="application/json")
-
-
-_refreshing: dict[str, asyncio.Task[None]] = {}  # status keys being recomputed in this process
-
-
-def _age(body: bytes) -> float:
-    as_of = datetime.fromisoformat(orjson.loads(body)["data"]["as_of"])
-    return (datetime.now(timezone.utc) - as_of).total_seconds()
-
-
-async def _refresh(cache: ResultCache, key: str, ttl: float, compute: Callable[[], Awaitable[bytes]]) -> None:
-    try:
-        await cache.put(key, await compute(), ttl)
-    except (LLMScopeError, StoreError) as exc:  # deleted meanwhile, or the store is down: the next call
-        await cache.forget(key)                  # computes and answers it (404, 503)
-        log.info("budget status not refreshed: %s", exc)
 
 
 @router.get(

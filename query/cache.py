@@ -1,8 +1,16 @@
-"""Analytics result cache: one interface, an in-process TTL map and a Redis one (failing open, llmscope/redis.py)."""
+"""Analytics result cache: one interface, an in-process TTL map and a Redis one (failing open, llmscope/redis.py).
+
+Refresh-ahead (`refresh_after`): a hit stored longer ago than that is still answered at once, while
+one background task per key and process computes the next value. An entry's age is its TTL minus
+the time it has left (`ttl - remaining`): both backends already keep the expiry, so values stay the
+plain response bodies, and in Redis the age is measured by Redis's own clock, whichever replica
+stored the value.
+"""
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import hashlib
 import logging
 import time
@@ -14,9 +22,11 @@ from typing import Any
 
 import orjson
 
+from llmscope.errors import LLMScopeError
 from llmscope.metrics import CACHE_REQUESTS
 from llmscope.redis import FailOpenRedis
 from llmscope.settings import Settings
+from llmscope.storage import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,9 @@ class ResultCache(abc.ABC):
         self.ttl_seconds = ttl_seconds
         self.recent_ttl_seconds = recent_ttl_seconds
         self.stats = CacheStats()
+        # Keys being recomputed ahead by this process; holding the tasks keeps them from being
+        # garbage collected while they run.
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
 
     def ttl_for(self, end: datetime, now: datetime | None = None) -> float:
         # A range reaching into the last few minutes still changes as spans arrive: keep it briefly.
@@ -53,31 +66,44 @@ class ResultCache(abc.ABC):
     def key(self, tenant_id: str, endpoint: str, params: Mapping[str, Any]) -> str:
         return cache_key(self.prefix, tenant_id, endpoint, params)
 
-    async def get_or_compute(self, key: str, ttl: float, compute: Compute) -> tuple[bytes, bool]:
+    async def get_or_compute(
+        self, key: str, ttl: float, compute: Compute, refresh_after: float | None = None,
+    ) -> tuple[bytes, bool]:
+        """With `refresh_after`, a hit older than that is returned and recomputed in the background
+        (see the module docstring). `ttl` must be the same on every call for a key: the age is
+        reckoned from it."""
         if ttl <= 0:
             return await compute(), False
         cached = await self._get(key)
         if cached is not None:
+            value, remaining = cached
             self.stats.hits += 1
             CACHE_REQUESTS.labels("hit").inc()
-            return cached, True
+            if refresh_after is not None and ttl - remaining > refresh_after and key not in self._refreshing:
+                task = asyncio.create_task(self._refresh(key, ttl, compute))
+                self._refreshing[key] = task
+                task.add_done_callback(lambda _: self._refreshing.pop(key, None))
+            return value, True
         self.stats.misses += 1
         CACHE_REQUESTS.labels("miss").inc()
         value = await compute()
         await self._set(key, value, ttl)
         return value, False
 
-    async def put(self, key: str, value: bytes, ttl: float) -> None:
-        """Store a value computed elsewhere (a refresh in the background)."""
-        if ttl > 0:
-            await self._set(key, value, ttl)
+    async def _refresh(self, key: str, ttl: float, compute: Compute) -> None:
+        try:
+            await self._set(key, await compute(), ttl)
+        except (LLMScopeError, StoreError) as exc:  # its source is gone, or the store is down: the next
+            await self._delete(key)                  # read computes it and answers that (404, 503)
+            log.info("cache entry %s not refreshed: %s", key, exc)
 
     async def forget(self, key: str) -> None:
         """Drop one entry (its source changed), so the next read computes it afresh."""
         await self._delete(key)
 
     @abc.abstractmethod
-    async def _get(self, key: str) -> bytes | None: ...
+    async def _get(self, key: str) -> tuple[bytes, float] | None:
+        """The value and the seconds it has left, or None if absent or expired."""
 
     @abc.abstractmethod
     async def _delete(self, key: str) -> None: ...
@@ -98,7 +124,7 @@ class NullCache(ResultCache):
     def ttl_for(self, end: datetime, now: datetime | None = None) -> float:
         return 0.0
 
-    async def _get(self, key: str) -> bytes | None:
+    async def _get(self, key: str) -> tuple[bytes, float] | None:
         return None
 
     async def _set(self, key: str, value: bytes, ttl: float) -> None:
@@ -116,15 +142,16 @@ class LocalCache(ResultCache):
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._max = max_entries
 
-    async def _get(self, key: str) -> bytes | None:
+    async def _get(self, key: str) -> tuple[bytes, float] | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry[0] <= time.monotonic():
+        remaining = entry[0] - time.monotonic()
+        if remaining <= 0:
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
-        return entry[1]
+        return entry[1], remaining
 
     async def _set(self, key: str, value: bytes, ttl: float) -> None:
         self._entries[key] = (time.monotonic() + ttl, value)
@@ -148,9 +175,20 @@ class RedisCache(ResultCache):
         self.stats.errors += 1
         CACHE_REQUESTS.labels("error").inc()
 
-    async def _get(self, key: str) -> bytes | None:
-        value = await self._redis.run(lambda: self._redis.client.get(key), None)
-        return value if isinstance(value, bytes) or value is None else value.encode()
+    async def _get(self, key: str) -> tuple[bytes, float] | None:
+        async def read() -> tuple[bytes | str | None, int]:
+            async with self._redis.client.pipeline() as pipe:  # one round trip; MULTI: value and TTL agree
+                pipe.get(key)
+                pipe.pttl(key)
+                value, pttl = await pipe.execute()
+                return value, pttl
+
+        missing: tuple[bytes | str | None, int] = (None, -2)
+        value, pttl = await self._redis.run(read, missing)
+        if value is None:
+            return None
+        # A key without an expiry (-1; this cache always sets one) counts as old: refreshing it sets one.
+        return value if isinstance(value, bytes) else value.encode(), max(pttl, 0) / 1000
 
     async def _set(self, key: str, value: bytes, ttl: float) -> None:
         await self._redis.run(lambda: self._redis.client.set(key, value, px=max(1, int(ttl * 1000))), None)

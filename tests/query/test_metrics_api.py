@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -13,10 +15,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from llmscope.auth import KeyResolver, create_key
+from llmscope.errors import NotFound
 from llmscope.settings import Settings, load_settings
-from llmscope.storage import Store
+from llmscope.storage import Store, StoreError
 from query.app import create_query_app
-from query.cache import LocalCache, NullCache, RedisCache, make_cache
+from query.cache import LocalCache, NullCache, RedisCache, ResultCache, make_cache
 from query.analytics import segments
 from schemas.rollup import RELATIVE_ERROR, histogram_of, quantile_from_histogram, read_watermarks
 from schemas.span import Span
@@ -24,6 +27,7 @@ from schemas.times import floor_day
 from streams.compaction import compact
 from tests.schemas.test_rollup import exact_quantile, make_span
 from tests.streams.test_compaction import store_spans
+from tests.waiting import eventually
 
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
 D0 = floor_day(NOW) - timedelta(days=2)  # two closed days, then today
@@ -358,6 +362,91 @@ async def test_redis_cache_fails_open(settings, store, seeded, keys) -> None:
     finally:
         await cache.close()
         await client.aclose()
+
+
+TTL, AHEAD = 3.0, 0.3  # refresh-ahead tests: entries live 3 s and are recomputed once older than 0.3 s
+
+
+class _Source:
+    """A compute function answering `body` (or raising `fail`), counting its calls; each call waits
+    at `gate` while it is clear."""
+
+    def __init__(self, body: bytes = b"new", fail: Exception | None = None) -> None:
+        self.body, self.fail, self.calls = body, fail, 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def __call__(self) -> bytes:
+        self.calls += 1
+        await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        return self.body
+
+
+async def _unused() -> bytes:
+    raise AssertionError("computed, but the entry should have been there")
+
+
+async def _holds(cache: ResultCache, key: str, body: bytes) -> bool:
+    return await cache.get_or_compute(key, TTL, _unused) == (body, True)
+
+
+@pytest.fixture(params=["local", "redis"])
+async def refreshing(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ResultCache, str]]:
+    """A cache of each backend whose key holds b"old", stored just long enough ago to be refreshed."""
+    prefix = f"llmscope-test:{uuid.uuid4().hex}"
+    cache: ResultCache = (LocalCache(prefix, 300, 5) if request.param == "local"
+                          else RedisCache("redis://127.0.0.1:6379/0", prefix, 300, 5))
+    key = cache.key("tenant", "budget_status", {})
+    try:
+        assert await cache.get_or_compute(key, TTL, _Source(b"old"), refresh_after=AHEAD) == (b"old", False)
+        await asyncio.sleep(AHEAD + 0.1)
+        yield cache, key
+    finally:
+        await cache.forget(key)
+        await cache.close()
+
+
+async def test_a_stale_hit_is_answered_at_once_and_a_later_read_gets_the_recomputed_value(refreshing) -> None:
+    cache, key = refreshing
+    source = _Source()
+    source.gate.clear()  # the recompute cannot finish: an answer now must be the stored one
+    assert await asyncio.wait_for(cache.get_or_compute(key, TTL, source, refresh_after=AHEAD), 1.0) == (b"old", True)
+    await eventually(lambda: source.calls == 1, interval=0.02)
+    source.gate.set()
+    await eventually(lambda: _holds(cache, key, b"new"), interval=0.02)
+    assert await cache.get_or_compute(key, TTL, source, refresh_after=AHEAD) == (b"new", True)
+    await asyncio.sleep(0.1)
+    assert source.calls == 1  # the recomputed value is fresh: no recompute again
+
+
+async def test_concurrent_stale_hits_start_one_recompute(refreshing) -> None:
+    cache, key = refreshing
+    source = _Source()
+    source.gate.clear()
+    reads = [cache.get_or_compute(key, TTL, source, refresh_after=AHEAD) for _ in range(8)]
+    assert await asyncio.wait_for(asyncio.gather(*reads), 1.0) == [(b"old", True)] * 8
+    assert await cache.get_or_compute(key, TTL, source, refresh_after=AHEAD) == (b"old", True)  # while it runs
+    await asyncio.sleep(0.1)  # every task started has reached the gate
+    assert source.calls == 1
+    source.gate.set()
+    await eventually(lambda: _holds(cache, key, b"new"), interval=0.02)
+    assert source.calls == 1
+
+
+@pytest.mark.parametrize("failure", [NotFound("no budget 'bud_x'"), StoreError("store down")], ids=["404", "503"])
+async def test_a_failed_recompute_forgets_the_entry_so_the_next_read_computes_and_answers_it(
+    refreshing, failure: Exception, caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache, key = refreshing
+    failing = _Source(fail=failure)
+    with caplog.at_level(logging.INFO, logger="query.cache"):
+        assert await cache.get_or_compute(key, TTL, failing, refresh_after=AHEAD) == (b"old", True)
+        await eventually(lambda: "not refreshed" in caplog.text, interval=0.02)
+    with pytest.raises(type(failure)):  # no stale answer left: this read computes, and fails as the source does
+        await cache.get_or_compute(key, TTL, failing, refresh_after=AHEAD)
+    assert failing.calls == 2
 
 
 async def test_empty_ranges_answer_zeros(api, seeded, keys) -> None:
