@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 from pydantic import ValidationError
 
-from llmscope.errors import BadRequest, NotFound
-from query.deps import AlertsWriter, Reader, StoreDep, parsed
+from llmscope.errors import BadRequest
+from query.deps import AlertsWriter, Reader, StoreDep, existing, parsed
 from query.envelope import Envelope
 from schemas.alert_rows import list_rules, read_rule, write_rule
 from schemas.alerts import AlertRule, AlertRuleCreate, AlertRuleUpdate, validation_message
@@ -37,13 +37,6 @@ class RuleResponse(Envelope[AlertRule]):
 
 class RuleList(Envelope[list[AlertRule]]):
     pass
-
-
-async def _existing(store: StoreDep, tenant_id: str, rule_id: str) -> AlertRule:
-    rule = await asyncio.to_thread(read_rule, store, tenant_id, rule_id)
-    if rule is None:
-        raise NotFound(f"no alert rule {rule_id!r}")
-    return rule
 
 
 def _dump(rule: AlertRule) -> Response:
@@ -68,12 +61,12 @@ async def get_rules(principal: Reader, store: StoreDep) -> Response:
 
 @router.get("/{rule_id}", response_model=RuleResponse, summary="One alert rule")
 async def get_rule(rule_id: str, principal: Reader, store: StoreDep) -> Response:
-    return _dump(await _existing(store, principal.tenant_id, rule_id))
+    return _dump(await existing(read_rule, "alert rule", store, principal.tenant_id, rule_id))
 
 
 @router.put("/{rule_id}", response_model=RuleResponse, summary="Replace an alert rule (alerts or admin)")
 async def put_rule(rule_id: str, body: RuleBody, principal: AlertsWriter, store: StoreDep) -> Response:
-    old = await _existing(store, principal.tenant_id, rule_id)
+    old = await existing(read_rule, "alert rule", store, principal.tenant_id, rule_id)
     spec = parsed(AlertRuleCreate, body)
     rule = AlertRule.model_validate(spec.model_dump(by_alias=True) | {
         "id": old.id, "created_at": old.created_at, "updated_at": datetime.now(timezone.utc)})
@@ -83,7 +76,7 @@ async def put_rule(rule_id: str, body: RuleBody, principal: AlertsWriter, store:
 
 @router.patch("/{rule_id}", response_model=RuleResponse, summary="Change some fields of an alert rule (alerts or admin)")
 async def patch_rule(rule_id: str, body: RuleBody, principal: AlertsWriter, store: StoreDep) -> Response:
-    old = await _existing(store, principal.tenant_id, rule_id)
+    old = await existing(read_rule, "alert rule", store, principal.tenant_id, rule_id)
     update = parsed(AlertRuleUpdate, body)
     try:
         rule = update.apply(old, datetime.now(timezone.utc))
@@ -95,6 +88,6 @@ async def patch_rule(rule_id: str, body: RuleBody, principal: AlertsWriter, stor
 
 @router.delete("/{rule_id}", status_code=204, summary="Delete an alert rule (alerts or admin); its firing alerts resolve")
 async def delete_rule(rule_id: str, principal: AlertsWriter, store: StoreDep) -> Response:
-    rule = await _existing(store, principal.tenant_id, rule_id)
+    rule = await existing(read_rule, "alert rule", store, principal.tenant_id, rule_id)
     await asyncio.to_thread(write_rule, store, principal.tenant_id, rule, True)
     return Response(status_code=204)

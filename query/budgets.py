@@ -25,9 +25,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
-from llmscope.errors import BadRequest, NotFound
+from llmscope.errors import BadRequest
 from llmscope.storage import Store
-from query.deps import AlertsWriter, Reader, StoreDep, parsed
+from query.deps import AlertsWriter, Reader, StoreDep, existing, parsed
 from query.envelope import Envelope
 from schemas.alerts import validation_message
 from schemas.budget_rows import list_budgets, read_budget, spend, write_budget
@@ -72,13 +72,6 @@ class UsageResponse(Envelope[UsageReport]):
     pass
 
 
-async def _existing(store: Store, tenant_id: str, budget_id: str) -> Budget:
-    budget = await asyncio.to_thread(read_budget, store, tenant_id, budget_id)
-    if budget is None:
-        raise NotFound(f"no budget {budget_id!r}")
-    return budget
-
-
 def _status_key(request: Request, tenant_id: str, budget_id: str) -> str:
     cache = request.app.state.cache
     return str(cache.key(tenant_id, "budget_status", {"budget_id": budget_id}))
@@ -117,13 +110,13 @@ async def get_budgets(principal: Reader, store: StoreDep) -> BudgetList:
 
 @router.get("/api/v1/budgets/{budget_id}", response_model=BudgetResponse, summary="One budget")
 async def get_budget(budget_id: str, principal: Reader, store: StoreDep) -> BudgetResponse:
-    return BudgetResponse(data=await _existing(store, principal.tenant_id, budget_id))
+    return BudgetResponse(data=await existing(read_budget, "budget", store, principal.tenant_id, budget_id))
 
 
 @router.put("/api/v1/budgets/{budget_id}", response_model=BudgetResponse, summary="Replace a budget (alerts or admin)")
 async def put_budget(budget_id: str, body: BudgetBody, principal: AlertsWriter, store: StoreDep,
                      request: Request) -> BudgetResponse:
-    old = await _existing(store, principal.tenant_id, budget_id)
+    old = await existing(read_budget, "budget", store, principal.tenant_id, budget_id)
     spec = parsed(BudgetCreate, body)
     budget = Budget.model_validate(spec.model_dump() | {"id": old.id, "created_at": old.created_at,
                                                         "updated_at": datetime.now(timezone.utc)})
@@ -135,7 +128,7 @@ async def put_budget(budget_id: str, body: BudgetBody, principal: AlertsWriter, 
               summary="Change some fields of a budget (alerts or admin)")
 async def patch_budget(budget_id: str, body: BudgetBody, principal: AlertsWriter, store: StoreDep,
                        request: Request) -> BudgetResponse:
-    old = await _existing(store, principal.tenant_id, budget_id)
+    old = await existing(read_budget, "budget", store, principal.tenant_id, budget_id)
     update = parsed(BudgetUpdate, body)
     try:
         budget = update.apply(old, datetime.now(timezone.utc))
@@ -147,7 +140,7 @@ async def patch_budget(budget_id: str, body: BudgetBody, principal: AlertsWriter
 
 @router.delete("/api/v1/budgets/{budget_id}", status_code=204, summary="Delete a budget (alerts or admin)")
 async def delete_budget(budget_id: str, principal: AlertsWriter, store: StoreDep, request: Request) -> Response:
-    budget = await _existing(store, principal.tenant_id, budget_id)
+    budget = await existing(read_budget, "budget", store, principal.tenant_id, budget_id)
     await _saved(request, store, principal.tenant_id, budget, deleted=True)
     return Response(status_code=204)
 
@@ -160,7 +153,7 @@ async def delete_budget(budget_id: str, principal: AlertsWriter, store: StoreDep
 )
 async def budget_status(budget_id: str, principal: Reader, store: StoreDep, request: Request) -> Response:
     async def compute() -> bytes:
-        budget = await _existing(store, principal.tenant_id, budget_id)
+        budget = await existing(read_budget, "budget", store, principal.tenant_id, budget_id)
         found = await _status(request, store, principal.tenant_id, budget, datetime.now(timezone.utc))
         return StatusResponse(data=found).model_dump_json().encode()
 

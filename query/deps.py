@@ -3,6 +3,8 @@ and the span filters."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -10,13 +12,14 @@ from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ValidationError
 
 from llmscope.auth import Principal
-from llmscope.errors import BadRequest, Forbidden
+from llmscope.errors import BadRequest, Forbidden, NotFound
 from llmscope.http import authenticate
 from llmscope.storage import Store
 from schemas.alerts import validation_message
 from schemas.times import EARLIEST_QUERY, LATEST_QUERY, utc
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 async def reader(request: Request) -> Principal:
@@ -129,3 +132,12 @@ def parsed(model: type[M], body: Any) -> M:
         return model.model_validate(body)
     except ValidationError as exc:
         raise BadRequest(validation_message(exc)) from None
+
+
+async def existing(read: Callable[[Store, str, str], T | None], noun: str, store: Store, tenant_id: str,
+                   item_id: str) -> T:
+    """The tenant's `item_id` as `read` finds it (in a thread: store reads block), or a 404 naming the `noun`."""
+    found = await asyncio.to_thread(read, store, tenant_id, item_id)
+    if found is None:
+        raise NotFound(f"no {noun} {item_id!r}")
+    return found
