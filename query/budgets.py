@@ -23,13 +23,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from llmscope.errors import BadRequest
 from llmscope.storage import Store
 from query.deps import AlertsWriter, Reader, StoreDep, existing, parsed
 from query.envelope import Envelope
-from schemas.alerts import validation_message
 from schemas.budget_rows import list_budgets, read_budget, spend, write_budget
 from schemas.budgets import (
     Budget,
@@ -130,10 +128,7 @@ async def patch_budget(budget_id: str, body: BudgetBody, principal: AlertsWriter
                        request: Request) -> BudgetResponse:
     old = await existing(read_budget, "budget", store, principal.tenant_id, budget_id)
     update = parsed(BudgetUpdate, body)
-    try:
-        budget = update.apply(old, datetime.now(timezone.utc))
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from None
+    budget = parsed(Budget, update.merged(old, datetime.now(timezone.utc)))
     await _saved(request, store, principal.tenant_id, budget)
     return BudgetResponse(data=budget)
 

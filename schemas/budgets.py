@@ -139,9 +139,10 @@ class BudgetUpdate(BaseModel):
     window: str | None = None
     thresholds: list[int] | None = None
 
-    def apply(self, budget: Budget, now: datetime) -> Budget:
-        merged = budget.model_dump() | self.model_dump(exclude_unset=True) | {"updated_at": now}
-        return Budget.model_validate(merged)
+    def merged(self, budget: Budget, now: datetime) -> dict[str, Any]:
+        """The budget's fields with the given ones in their place, to validate whole as a `Budget`:
+        fields each valid alone can still be a wrong combination (period 'rolling' without a window)."""
+        return budget.model_dump() | self.model_dump(exclude_unset=True) | {"updated_at": now}
 
 
 class Budget(_Fields):
