@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llmscope import admin_client
+from llmscope.heap import bound_heap
 from llmscope.logs import configure_logging
 from llmscope.redaction import redact_url
 from llmscope.settings import Settings, SettingsError, load_settings
@@ -69,6 +70,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.role in ("up", "ingest", "worker", "query"):
+        bound_heap()  # they run for weeks
     try:
         settings = _settings(args)
     except SettingsError as exc:
