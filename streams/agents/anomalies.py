@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_MINUTES = 8 * 1440  # how far back a series counts as known, and a warm-up reads
 START_BACK_MINUTES = 5  # a new leader's first tick re-sends this many minutes; detectors fill older gaps
+POINTS_BUFFER = 20_000  # points read ahead of the agent (small: a key and a minute's counts)
 TABLE = "anomaly-detectors"
 
 SendPoint = Callable[[bytes, bytes], Awaitable[Any]]
@@ -184,6 +185,12 @@ def register(app: faust.App, settings: Settings, store: Store, live: LiveHub | N
     """The leader's timer, the agent and the detectors' table; `live` gets each episode change."""
     points = app.topic(settings.anomaly_points_topic, key_serializer="raw", value_serializer="raw",
                        partitions=settings.topic_partitions, internal=True)
+    # Faust's consumer waits for room in a full stream buffer before it hands out anything else. A
+    # tick sends a point per series and minute at once, and after an `up` restart the first point
+    # of every series warms its detector up (≈ 0.1 s each): in the worker's buffer of one batch
+    # (200) the spans stopped being stored for 40 s while 420 series warmed up. Set on the topic,
+    # since `app.topic` accepts `maxsize` but does not pass it on (faust-streaming 0.11).
+    points.maxsize = POINTS_BUFFER
     events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw",
                        partitions=settings.topic_partitions, internal=True)
     detectors = app.Table(TABLE, default=None, partitions=settings.topic_partitions,

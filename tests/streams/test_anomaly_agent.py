@@ -25,7 +25,7 @@ from llmscope.storage.migrate import apply_migrations
 from schemas.anomalies import METRIC_NAMES, row_version
 from schemas.notifications import Notification
 from schemas.rollup import histogram_of
-from streams.agents.anomalies import TABLE, decode_point, encode_point
+from streams.agents.anomalies import POINTS_BUFFER, START_BACK_MINUTES, TABLE, decode_point, encode_point
 from streams.stages.anomaly import METRICS, MinutePoint, SeriesDetector, SeriesKey, last_closed_minute
 from streams.stages.anomaly.detector import episode_id
 from streams.stages.anomaly.series import UP
@@ -164,6 +164,18 @@ def test_anything_else_on_the_points_topic_is_refused(value: bytes) -> None:
 
 def test_versions_order_an_episodes_changes() -> None:
     assert row_version(10, "opened") < row_version(10, "updated") < row_version(10, "closed") < row_version(11, "opened")
+
+
+def test_the_points_buffer_holds_a_tick_so_spans_do_not_wait_behind_warm_ups(settings: Settings, store: Store) -> None:
+    """Faust's consumer hands out nothing while a stream's buffer is full. After an `up` restart the
+    first point of every series warms its detector up, so a tick's points (a series and minute
+    each) must fit in the anomaly agent's buffer, or the spans wait for the warm-ups (40 s for 420
+    series in `bench/analytics_under_load.py`). `app.topic` drops `maxsize`: this is what the
+    agent's stream really gets."""
+    app, _sink = create_worker_app(settings, store)
+    buffer = app.agents["anomalies"].channel.clone(is_iterator=False).queue
+    assert buffer.maxsize == POINTS_BUFFER >= START_BACK_MINUTES * 2000  # a first tick over 2,000 series
+    assert app.agents["spans"].channel.clone(is_iterator=False).queue.maxsize == settings.sink_batch_messages
 
 
 async def test_a_latency_spike_is_one_episode_reported_once_across_restarts(private) -> None:
