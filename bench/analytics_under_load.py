@@ -2,7 +2,7 @@
 while a separate load process ingests spans into the same `up` at a steady rate.
 
 Run: python bench/seed_spans.py --data-dir DIR --spans 1000000 --days 2   (once; DIR is then reused)
-     python bench/analytics_under_load.py --data-dir DIR [--rate 5000] [--seconds 40]
+     python bench/analytics_under_load.py --data-dir DIR [--rate 5000] [--seconds 40] [--settle 120]
 
 `up` runs on the seeded directory with the analytics cache off, so every request is answered by
 the store. The load goes to the dev tenant (its spans land in the rollups being read); the questions
@@ -64,6 +64,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000.0, help="spans/s ingested meanwhile")
     parser.add_argument("--seconds", type=float, default=40.0, help="how long the load runs")
     parser.add_argument("--every", type=float, default=0.25, help="seconds between analytics requests")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds to wait after `up` is ready before the load starts: a start on a seeded "
+                             "store first warms up every series' anomaly detector from it (a minute or more)")
     args = parser.parse_args()
     header(
         f"summary and timeseries (last 24 h, analytics cache off) from `llmscope up` while it ingests "
@@ -76,6 +79,7 @@ def main() -> None:
     os.environ["LLMSCOPE_QUERY_CACHE_RECENT_TTL_SECONDS"] = "0"
     machine = Machine()
     proc, ingest_url, query_url, dev_key = start_up(args.data_dir)
+    time.sleep(args.settle)
     load = None
     times: dict[tuple[str, str], list[float]] = {}
     try:
