@@ -1,5 +1,5 @@
-"""`bound_heap` keeps glibc from serving large buffers out of its arenas after it freed one
-(llmscope/heap.py): seen on a fresh interpreter, with and without it."""
+"""`bound_heap` caps glibc's malloc arenas (llmscope/heap.py): counted in a fresh interpreter whose
+threads allocate at once, with and without it."""
 
 from __future__ import annotations
 
@@ -10,33 +10,42 @@ import sys
 import pytest
 
 PROBE = """
-import ctypes, sys
+import ctypes, re, sys, tempfile, threading
 from llmscope.heap import bound_heap
 
-class Info(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
-
 libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype, libc.free.argtypes, libc.mallinfo2.restype = ctypes.c_void_p, [ctypes.c_void_p], Info
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes, libc.fclose.argtypes = [ctypes.c_int, ctypes.c_void_p], [ctypes.c_void_p]
 if sys.argv[1] == "bound":
     assert bound_heap()
-before = libc.mallinfo2().hblks
-first = libc.malloc(1 << 20)  # above the 128 KiB threshold: mapped on its own
-libc.free(first)              # unbounded, glibc now raises the threshold to 1 MiB
-second = libc.malloc(1 << 20)
-print(libc.mallinfo2().hblks - before)  # 1 if the second block was mapped on its own
+start = threading.Barrier(8)
+
+def allocate():
+    start.wait()  # all at once: glibc gives a thread that finds the arenas busy one of its own
+    for p in [libc.malloc(200) for _ in range(20_000)]:
+        libc.free(p)
+
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+with tempfile.NamedTemporaryFile("r") as report:
+    out = libc.fopen(report.name.encode(), b"w")
+    libc.malloc_info(0, out)
+    libc.fclose(out)
+    print(len(re.findall(r'<heap nr="[0-9]+">', report.read())))
 """
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 
 
-def mapped_blocks(mode: str) -> int:
+def arenas(mode: str) -> int:
     done = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
     return int(done.stdout)
 
 
-def test_a_freed_large_block_raises_glibcs_threshold_unless_bounded() -> None:
-    # Without it the second megabyte comes out of the arena (and fragments it): that is the hazard.
-    assert mapped_blocks("default") == 0
-    assert mapped_blocks("bound") == 1
+def test_threads_allocating_at_once_share_two_arenas() -> None:
+    assert arenas("default") > 2  # the hazard: an arena per busy thread
+    assert arenas("bound") == 2
