@@ -70,8 +70,6 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.role in ("up", "ingest", "worker", "query"):
-        bound_heap()  # they run for weeks
     try:
         settings = _settings(args)
     except SettingsError as exc:
@@ -114,6 +112,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.role in ("tenants", "keys"):
         return admin_client.run(args, settings)
+    bound_heap()  # the roles below run for weeks
     if args.role == "up":
         asyncio.run(roles.run_up(settings, admin_key=args.admin_key))
         return 0

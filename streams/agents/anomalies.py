@@ -189,7 +189,7 @@ def register(app: faust.App, settings: Settings, store: Store, live: LiveHub | N
     # tick sends a point per series and minute at once, and after an `up` restart the first point
     # of every series warms its detector up (≈ 0.1 s each): in the worker's buffer of one batch
     # (200) the spans stopped being stored for 40 s while 420 series warmed up. Set on the topic,
-    # since `app.topic` accepts `maxsize` but does not pass it on (faust-streaming 0.11).
+    # since `app.topic` accepts `maxsize` but does not pass it on (faust-streaming 0.15.3).
     points.maxsize = POINTS_BUFFER
     events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw",
                        partitions=settings.topic_partitions, internal=True)
