@@ -8,7 +8,7 @@ import time
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, ProducerClosed, TopicAlreadyExistsError
 
 from llmscope.errors import Unavailable
 from llmscope.kafka_security import aiokafka_options
@@ -50,6 +50,7 @@ class IngestProducer:
         # memory) and would auto-create them with its own partition count on the next produce.
         self._check_topics = False
         self.last_error = ""  # why the broker did not answer the last readiness check
+        self._aborting: set[asyncio.Task[None]] = set()  # abandoned producers being closed
 
     def _build(self) -> AIOKafkaProducer:
         s = self._settings
@@ -97,9 +98,26 @@ class IngestProducer:
         except (KafkaError, OSError, asyncio.TimeoutError) as exc:
             KAFKA_PRODUCE_SECONDS.labels("failed").observe(time.perf_counter() - start)
             self._check_topics = True
+            self._abandon(producer)
             log.warning("produce failed: %r", exc)
             raise Unavailable("the message broker did not acknowledge the write; retry later") from None
         KAFKA_PRODUCE_SECONDS.labels("ok").observe(time.perf_counter() - start)
+
+    def _abandon(self, producer: AIOKafkaProducer) -> None:
+        """Replace `producer` by a new one at the next send, and drop the writes it still holds.
+
+        Those writes were answered 503, and delivered late they do harm: a tansu that restarted
+        (its memory storage forgets every topic) stores a write for a topic it does not know yet,
+        under the name, when the producer still holds the topic's metadata. The topic that
+        `ensure_topics` then creates hands out the same offsets again, and reads return the old
+        write in place of the acknowledged one: acknowledged spans were lost (bug 16 in
+        RELIABILITY.md). A new producer asks for metadata before it writes."""
+        if self._producer is not producer:
+            return  # another failed send abandoned it already
+        self._producer = None
+        task = asyncio.create_task(_abort(producer))
+        self._aborting.add(task)
+        task.add_done_callback(self._aborting.discard)
 
     async def reachable(self) -> bool:
         """Whether the broker answers a metadata request now (for readiness)."""
@@ -128,9 +146,20 @@ class IngestProducer:
                 await old.stop()  # flushes what it holds, and waits for the broker's answers
 
     async def close(self) -> None:
+        if self._aborting:
+            await asyncio.wait(self._aborting)
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+
+async def _abort(producer: AIOKafkaProducer) -> None:
+    """Close `producer` without delivering what it holds. aiokafka has no abort (`stop` waits until
+    every held write is delivered or expired), so its sender task is stopped first, letting the
+    writes on the wire finish their one attempt, and every other held write fails at once."""
+    await producer._sender.close()  # aiokafka keeps the sender and the accumulator private
+    producer._message_accumulator.fail_all(ProducerClosed())
+    await producer.stop()
 
 
 async def consumer_lag(settings: Settings, group: str) -> int:

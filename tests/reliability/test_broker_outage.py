@@ -3,7 +3,8 @@
 
 tansu's memory storage forgets every topic on restart. Whatever acknowledged after the restart
 must still be readable from the ingest topic, whoever re-creates it (tansu auto-creates a topic
-on produce, with its own default partition count)."""
+on produce, with its own default partition count), and whatever was answered 503 must not
+reach the new broker before the topic exists (it hid acknowledged writes: bug 16)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.reliability.conftest import Load, eventually, private_settings
 pytestmark = pytest.mark.crash
 
 CLIENT_TIMEOUT = 10.0  # the OTLP exporters' default
+RETURN_AFTER = 1.5  # seconds between the broker's return and the clients'
 
 
 async def test_ingest_answers_503_quickly_during_a_broker_outage_and_200_after(settings, store, tenant_keys) -> None:
@@ -46,6 +48,9 @@ async def test_ingest_answers_503_quickly_during_a_broker_outage_and_200_after(s
 
         broker = await asyncio.to_thread(EmbeddedBroker.start, broker.port)
         acked_before = set(load.acked)
+        # The clients come back a moment after the broker: long enough for the writes the ingest
+        # still held from the outage to reach the new broker first, were they ever sent (bug 16).
+        await asyncio.sleep(RETURN_AFTER)
         await eventually(lambda: _accepted(load), timeout=20)
         for _ in range(5):
             assert await load.one() == 200
