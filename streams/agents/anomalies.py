@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT, TableT, TopicT
+from faust.types import EventT, StreamT, TableT
 
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
@@ -50,6 +50,7 @@ from streams.anomaly_store import (
     series_points,
     stored_versions,
 )
+from streams.events_topic import Send, events_sender
 from streams.retrying import retrying
 from streams.stages.anomaly import AnomalyEvent, MinutePoint, SeriesDetector, SeriesKey, last_closed_minute
 
@@ -113,8 +114,8 @@ class MinuteTicker:
 class Judge:
     """The agent's side: one point of one series through its detector, its events recorded."""
 
-    def __init__(self, store: Store, settings: Settings, events_topic: TopicT, live: LiveHub | None) -> None:
-        self.store, self.settings, self.events_topic, self.live = store, settings, events_topic, live
+    def __init__(self, store: Store, settings: Settings, notify: Send, live: LiveHub | None) -> None:
+        self.store, self.settings, self.notify, self.live = store, settings, notify, live
 
     async def point(self, table: TableT, key_bytes: bytes, value: bytes) -> None:
         try:
@@ -169,10 +170,7 @@ class Judge:
         for e in fresh:
             webhook = anomaly_event(e.to_dict())
             if webhook is not None and (e.minute + 1) * 60 >= oldest_sent:
-                # force: sent now and awaited, not held until the point's ack (after the row is stored).
-                notification = Notification(key.tenant, webhook)
-                sent = await self.events_topic.send(key=notification.key(), value=notification.to_bytes(), force=True)
-                await sent
+                await self.notify(Notification(key.tenant, webhook))  # before the row: see the module docstring
         if not fresh:
             return
         rows = [episode_row(e) for e in fresh]
@@ -191,20 +189,13 @@ def register(app: faust.App, settings: Settings, store: Store, live: LiveHub | N
     # (200) the spans stopped being stored for 40 s while 420 series warmed up. Set on the topic,
     # since `app.topic` accepts `maxsize` but does not pass it on (faust-streaming 0.15.3).
     points.maxsize = POINTS_BUFFER
-    events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw",
-                       partitions=settings.topic_partitions, internal=True)
     detectors = app.Table(TABLE, default=None, partitions=settings.topic_partitions,
                           key_type=bytes, value_type=bytes, help="anomaly detector state per series")
     ticker = MinuteTicker(store, settings.anomaly_grace_seconds)
-    judge = Judge(store, settings, events, live)
+    judge = Judge(store, settings, events_sender(app, settings), live)
 
     async def send_point(key: bytes, value: bytes) -> Any:
         return await points.send(key=key, value=value)
-
-    @app.task
-    async def declare_events_topic() -> None:
-        """The events topic gets the configured partitions even before its consumer exists."""
-        await retrying("declare the events topic", events.maybe_declare)
 
     @app.timer(interval=settings.anomaly_tick_seconds, on_leader=True)
     async def tick_minutes() -> None:
