@@ -51,6 +51,7 @@ from streams.anomaly_store import (
     stored_versions,
 )
 from streams.events_topic import Send, events_sender
+from streams.read_ahead import read_ahead
 from streams.retrying import retrying
 from streams.stages.anomaly import AnomalyEvent, MinutePoint, SeriesDetector, SeriesKey, last_closed_minute
 
@@ -181,14 +182,10 @@ class Judge:
 
 def register(app: faust.App, settings: Settings, store: Store, live: LiveHub | None) -> None:
     """The leader's timer, the agent and the detectors' table; `live` gets each episode change."""
-    points = app.topic(settings.anomaly_points_topic, key_serializer="raw", value_serializer="raw",
-                       partitions=settings.topic_partitions, internal=True)
-    # Faust's consumer waits for room in a full stream buffer before it hands out anything else. A
-    # tick sends a point per series and minute at once, and after an `up` restart the first point
-    # of every series warms its detector up (≈ 0.1 s each): in the worker's buffer of one batch
-    # (200) the spans stopped being stored for 40 s while 420 series warmed up. Set on the topic,
-    # since `app.topic` accepts `maxsize` but does not pass it on (faust-streaming 0.15.3).
-    points.maxsize = POINTS_BUFFER
+    # A tick sends a point per series and minute at once, and after an `up` restart the first point
+    # of every series warms its detector up (≈ 0.1 s each): see streams/read_ahead.py.
+    points = read_ahead(app.topic(settings.anomaly_points_topic, key_serializer="raw", value_serializer="raw",
+                                  partitions=settings.topic_partitions, internal=True), POINTS_BUFFER)
     detectors = app.Table(TABLE, default=None, partitions=settings.topic_partitions,
                           key_type=bytes, value_type=bytes, help="anomaly detector state per series")
     ticker = MinuteTicker(store, settings.anomaly_grace_seconds)

@@ -51,10 +51,12 @@ from schemas.webhook_rows import (
     write_endpoint,
 )
 from schemas.webhooks import StoredEndpoint
+from streams.read_ahead import read_ahead
 from streams.retrying import retrying
 from streams.webhooks import Outcome, attempt, next_delay, render, webhook_client
 
 log = logging.getLogger(__name__)
+EVENTS_BUFFER = 10_000  # notifications read ahead of the fan-out (≤ a few KB each)
 CONNECT_TIMEOUT = 5.0
 
 
@@ -182,7 +184,9 @@ def _last_error(outcome: Outcome, next_at: datetime | None, attempts: int) -> st
 
 
 def register(app: faust.App, settings: Settings, store: Store) -> DeliveryLoop:
-    source = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
+    # A burst of notifications (alerts firing together, episodes opening) is fanned out a few store
+    # round trips each: see streams/read_ahead.py.
+    source = read_ahead(app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw"), EVENTS_BUFFER)
     loop = DeliveryLoop(store, settings)
 
     @app.agent(source, name="webhook-fanout")
