@@ -146,8 +146,8 @@ class IngestProducer:
                 await old.stop()  # flushes what it holds, and waits for the broker's answers
 
     async def close(self) -> None:
-        if self._aborting:
-            await asyncio.wait(self._aborting)
+        if self._aborting:  # bounded: a write on the wire gets one request timeout to finish
+            await asyncio.wait(self._aborting, timeout=self._settings.produce_timeout_seconds)
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
