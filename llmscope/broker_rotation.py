@@ -23,8 +23,8 @@ rotation moves `up` to a new broker and stops the old one, in this order:
    committed message is stored: it is not needed. The new worker takes them as any message.
 7. Stop the old broker: its memory goes back.
 
-For the few seconds of steps 3-5 two workers run, each the leader on its broker: their timers
-overlap as during a rebalance (same alert ids, the webhook outbox and the anomalies table
+For the few seconds of steps 3-5 two workers run, each the leader on its broker (sharing one
+CPU stage, so no second CPU-stage process starts and doubles its memory): their timers overlap as during a rebalance (same alert ids, the webhook outbox and the anomalies table
 deduplicate; see RELIABILITY.md). A detector the old worker moved on after the snapshot judges
 the minutes it missed from the store, as after any restart.
 

@@ -28,6 +28,7 @@ from llmscope.settings import Settings
 from llmscope.storage import Store, open_store
 from llmscope.storage.migrate import apply_migrations
 from query.app import create_query_app
+from streams.cpu_stage import CpuStage
 from streams.health import create_worker_http_app, sink_writes
 from streams.sink import StoreSink
 from streams.worker import create_worker_app
@@ -242,13 +243,14 @@ async def run_up(
     live = LiveHub()  # worker and query share the process: the live stream stays in it
     store: Store | None = None
     sink: StoreSink | None = None  # one for every worker generation: the apps' /ready watches it
+    cpu = CpuStage(settings.worker_processes)  # one for every worker generation: rotations spawn none
 
     async def start_worker(current: Settings) -> faust.App:
         """A worker on `current`'s broker, returned once it consumes. No message may reach a new
         broker before: Faust would drop one fetched during the worker's recovery and commit past
         it (llmscope/broker_rotation.py, step 2)."""
         assert store is not None and sink is not None
-        worker, _ = create_worker_app(current, store, live, sink=sink)
+        worker, _ = create_worker_app(current, store, live, sink=sink, cpu=cpu)
         await worker.start()
         await worker.tables.recovery.completed.wait()  # type: ignore[attr-defined]  # TableManager has it; TableManagerT lacks it
         return worker
@@ -264,6 +266,7 @@ async def run_up(
         store = open_store(settings)
         exits.callback(store.close)
         sink = StoreSink(store)
+        exits.callback(cpu.close)  # after the last worker stops (callbacks run last-in, first-out)
         apply_migrations(store, settings.retention_days)
         key = dev_key(store, settings.data_dir)
         admin = dev_key(store, settings.data_dir, "admin-api-key", ADMIN_SCOPES) if admin_key else None

@@ -89,7 +89,10 @@ class CpuStage:
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, prepare, messages, policies)
         except BrokenProcessPool:
-            self._pool = None  # a child died (e.g. OOM-killed); the next attempt starts a new pool
+            # A child died (e.g. OOM-killed): the next attempt starts a new pool, unless another
+            # batch's attempt already did (forgetting that one would leave its process running).
+            if self._pool is pool:
+                self._pool = None
             raise
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from llmscope.live import LiveHub
 from llmscope.settings import Settings
 from llmscope.storage import Store
 from streams.agents import alerts, anomalies, budgets, rollups, spans, webhooks
+from streams.cpu_stage import CpuStage
 from streams.policy_cache import PolicyCache
 from streams.sink import StoreSink
 
@@ -55,14 +56,16 @@ def _faust_app(settings: Settings) -> faust.App:
 
 def create_worker_app(
     settings: Settings, store: Store, live: LiveHub | None = None, alert_clock: Callable[[], float] = time.time,
-    sink: StoreSink | None = None,
+    sink: StoreSink | None = None, cpu: CpuStage | None = None,
 ) -> tuple[faust.App, StoreSink]:
     """The worker's Faust app, not yet started, and the sink its spans agent writes through.
     `alert_clock` is the time the alert evaluator ticks at (tests drive it through whole minutes);
-    `sink` is one to share (`up`'s successive workers share one, which its `/ready` watches)."""
+    `sink` is one to share (`up`'s successive workers share one, which its `/ready` watches), and
+    so is `cpu`, which its owner closes (they share one: a broker rotation runs one CPU-stage
+    process, not two)."""
     app = _faust_app(settings)
     sink = sink or StoreSink(store)
-    spans.register(app, settings, sink, PolicyCache(store, settings), live)
+    spans.register(app, settings, sink, PolicyCache(store, settings), live, cpu)
     rollups.register(app, settings, store)
     alerts.register(app, settings, store, alert_clock, live)
     budgets.register(app, settings, store)

@@ -29,10 +29,12 @@ from streams.sink import StoreSink
 from streams.stages.pipeline import RawMessage
 
 
-def register(app: faust.App, settings: Settings, sink: StoreSink, policies: PolicyCache, live: LiveHub | None) -> None:
+def register(app: faust.App, settings: Settings, sink: StoreSink, policies: PolicyCache, live: LiveHub | None,
+             cpu: CpuStage | None = None) -> None:
+    """The agent; `cpu` is a CPU stage its owner shares and closes, or None for one of its own."""
     source = app.topic(settings.ingest_topic, value_serializer="raw", key_serializer="raw")
     deadletters = DeadLetters(app.topic(settings.deadletter_topic, value_serializer="raw", key_serializer="raw"), sink)
-    cpu = CpuStage(settings.worker_processes)
+    owned, cpu = cpu is None, cpu or CpuStage(settings.worker_processes)
     marks = f"{sink.database}.{ROLLUP_DIRTY}"
 
     async def store_batch(events: list[EventT]) -> None:
@@ -77,7 +79,8 @@ def register(app: faust.App, settings: Settings, sink: StoreSink, policies: Poli
         finally:
             # Synchronous steps first: a second cancellation while awaiting must not skip them.
             timer.cancel()
-            cpu.close()
+            if owned:
+                cpu.close()
             await batcher.close()
 
 

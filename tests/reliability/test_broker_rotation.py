@@ -11,6 +11,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -65,6 +66,25 @@ class Paced:
         return self.load
 
 
+class Sampled:
+    """The values `measure` gives every 20 ms on a thread of its own, until stopped."""
+
+    def __init__(self, measure: Callable[[], int]) -> None:
+        self.seen: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(measure,), daemon=True)
+        self._thread.start()
+
+    def _run(self, measure: Callable[[], int]) -> None:
+        while not self._stop.wait(0.02):
+            self.seen.add(measure())
+
+    def stop(self) -> set[int]:
+        self._stop.set()
+        self._thread.join(5)
+        return self.seen
+
+
 def log_count(up: UpProcess, text: str) -> int:
     return up.log.read_text().count(text)
 
@@ -90,8 +110,11 @@ def test_up_rotates_its_broker_under_load_stops_the_old_one_and_stores_every_spa
         first = brokers(up)
         assert len(first) == 1, first
         load = Paced(up.ingest_url, up.key)
+        stages = Sampled(lambda: len(cpu_stage(up)))
         wait_for(lambda: log_count(up, ROTATED) >= 2, timeout=60)
         total = load.stop()
+        # Every generation of workers shares one CPU stage: a rotation does not double its memory.
+        assert stages.stop() == {1}, f"CPU-stage processes seen during the rotations: {stages.seen}"
         assert not gone(first), "the first broker still runs after the rotations: its memory is not given back"
         now = wait_for(lambda: brokers(up) if len(brokers(up)) == 1 else None, interval=0.02)  # between rotations
         assert now != first, now
