@@ -24,8 +24,9 @@ rotation moves `up` to a new broker and stops the old one, in this order:
 7. Stop the old broker: its memory goes back.
 
 For the few seconds of steps 3-5 two workers run, each the leader on its broker (sharing one
-CPU stage, so no second CPU-stage process starts and doubles its memory): their timers overlap as during a rebalance (same alert ids, the webhook outbox and the anomalies table
-deduplicate; see RELIABILITY.md). A detector the old worker moved on after the snapshot judges
+CPU stage, so no second CPU-stage process starts and doubles its memory): their timers overlap
+as during a rebalance (same alert ids, the webhook outbox and the anomalies table deduplicate;
+see RELIABILITY.md). A detector the old worker moved on after the snapshot judges
 the minutes it missed from the store, as after any restart.
 
 Why it loses nothing: a message acknowledged to a client is, at every moment, either committed
