@@ -17,7 +17,7 @@ from schemas.webhook_rows import read_deliveries
 from tests.conftest import bearer, query_client, running_worker
 from tests.reliability.conftest import private_settings
 from tests.streams.test_webhook_delivery import _anomaly
-from tests.streams.test_worker import _count, _message
+from tests.streams.test_worker import _has, _message
 from tests.waiting import eventually
 from tests.webhook_receiver import serve_receiver
 
@@ -45,7 +45,7 @@ async def test_spans_are_stored_while_the_webhook_fan_out_works_through_a_burst(
 
                 await spans.send(_message(tenant, 5))
                 started = time.monotonic()
-                await eventually(lambda: _stored(store, tenant, 5), timeout=30)
+                await eventually(lambda: _has(store, tenant, 5), timeout=30)
                 waited = time.monotonic() - started
                 fanned_out = len(read_deliveries(store, tenant, endpoint, limit=BURST))
         finally:
@@ -53,7 +53,3 @@ async def test_spans_are_stored_while_the_webhook_fan_out_works_through_a_burst(
             await spans.close()
     assert fanned_out < BURST, "the fan-out had finished: the spans did not compete with it"
     assert waited < SPANS_WITHIN, f"the spans were stored {waited:.1f} s after the send ({BURST - fanned_out} notifications still to fan out)"
-
-
-async def _stored(store: Store, tenant: str, n: int) -> bool:
-    return await _count(store, tenant) == n
