@@ -31,6 +31,9 @@ TOKEN_CLASSES = ("input", "cached_input", "cache_write", "output", "reasoning")
 # 60 significant digits: token counts times per-million prices never round, so costs are exact.
 _CTX = Context(prec=60)
 _ZERO = Decimal(0)
+# The spans table's cost column is Decimal(38, 12). A larger cost (a tenant's price override near the
+# largest price the API takes, times billions of tokens) would fail its batch's insert on every retry.
+_STORABLE_COST = Decimal(10) ** 26
 # Attributes that carry the service tier the provider billed (OpenAI priority/flex, batch).
 _TIER_KEYS = ("openai.response.service_tier", "gen_ai.openai.response.service_tier", "gen_ai.response.service_tier")
 
@@ -193,6 +196,8 @@ def _priced(span: Span, rates: _Rates, source: str, model_ref: str) -> CostResul
     total = _ZERO
     for amount in breakdown.values():
         total = _CTX.add(total, amount)
+    if total >= _STORABLE_COST:
+        return CostResult(None, "", model_ref, breakdown, note="cost too large for the store")
     return CostResult(total, source, model_ref, breakdown)
 
 

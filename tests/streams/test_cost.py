@@ -249,6 +249,17 @@ def test_exact_for_huge_counts() -> None:
     assert r.cost_usd == D("308641.9728075")  # 123_456_789_123 * 2.5 / 1e6, not a float approximation
 
 
+def test_a_cost_the_store_cannot_hold_is_unknown() -> None:
+    # The largest price the prices API accepts, times the most tokens a span may state: far beyond
+    # the spans table's Decimal(38, 12), whose insert would then fail on every retry.
+    price = D("9" * 26 + "." + "9" * 12)
+    overrides = index_overrides([PriceOverride(model="gpt-4o", input_mtok=price, output_mtok=price)])
+    huge = compute_cost(_span("openai", "gpt-4o", input_tokens=2**32 - 1, output_tokens=2**32 - 1), overrides)
+    assert (huge.cost_usd, huge.price_source, huge.note) == (None, "", "cost too large for the store")
+    fits = compute_cost(_span("openai", "gpt-4o", input_tokens=M), overrides)
+    assert fits.cost_usd == price
+
+
 def test_lookup_is_cached_per_provider_model_day() -> None:
     span = _span("openai", "gpt-4o-mini", at=_ns(2025, 2, 2, 1), input_tokens=10)
     compute_cost(span)
