@@ -34,6 +34,7 @@ from ingest.otlp_validate import split_request, validate_spans  # noqa: E402
 from llmscope.settings import load_settings  # noqa: E402
 from llmscope.storage import open_store  # noqa: E402
 from llmscope.storage.migrate import apply_migrations  # noqa: E402
+from schemas import span_columns  # noqa: E402
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage, ingest_message_from  # noqa: E402
 from schemas.tenant_settings import PiiPolicy  # noqa: E402
 from schemas.times import NS_PER_DAY  # noqa: E402
@@ -42,7 +43,6 @@ from streams.stages.decode import spans_from_message  # noqa: E402
 from streams.stages.enrich import EnrichmentPolicy, TenantPolicies, enrich  # noqa: E402
 from streams.stages.pii import redact_span  # noqa: E402
 from streams.stages.pipeline import RawMessage, _inherit_within, prepare  # noqa: E402
-import orjson  # noqa: E402
 
 PROTOBUF = "application/x-protobuf"
 
@@ -114,12 +114,13 @@ def main() -> None:
         enrich(span, EnrichmentPolicy(pii=PiiPolicy.MASK))
     t, _ = timed([spans], _inherit_within, args.repeat, fresh=True)
     rows.append(("worker: inherit within batch", t))
-    t, encoded = timed([spans], lambda ss: orjson.dumps([s.to_row(now) for s in ss]), args.repeat)
-    rows.append(("worker: encode rows", t))
+    t, encoded = timed([spans], lambda ss: span_columns.encode(ss, [now] * len(ss)), args.repeat)
+    rows.append(("worker: encode rows (Arrow)", t))
     store = open_store(settings)
     apply_migrations(store, settings.retention_days)
     table = f"{store.database}.spans"
-    t, _ = timed(encoded, lambda body: store.insert_json(table, body, {"insert_deduplication_token": str(time.time_ns())}),
+    t, _ = timed(encoded, lambda body: store.insert(table, body, span_columns.FORMAT,
+                                                    {"insert_deduplication_token": str(time.time_ns())}),
                  args.repeat, wall=True)
     rows.append(("worker: insert into chDB (wall)", t))
 

@@ -36,6 +36,7 @@ import orjson
 
 from llmscope.redis import FailOpenRedis
 from llmscope.settings import Settings
+from schemas import span_columns
 from schemas.live import span_message
 
 log = logging.getLogger(__name__)
@@ -131,16 +132,16 @@ class LiveHub:
             del self._subscriptions[subscription.tenant_id]
             self._tenant_removed(subscription.tenant_id)
 
-    async def publish_rows(self, rows_json: bytes) -> None:
-        """Publish a stored batch: a JSON array of spans-table rows, as the sink inserted it.
-        Never raises: the live stream must not stop the worker."""
+    async def publish_spans(self, spans: bytes) -> None:
+        """Publish a stored batch: spans-table rows as the sink inserted them, an Arrow stream
+        (schemas/span_columns.py). Never raises: the live stream must not stop the worker."""
         if not self._wanted():
             return
         try:
-            if len(rows_json) > _OFFLOAD_BYTES:
-                by_tenant = await asyncio.to_thread(_messages_by_tenant, rows_json)
+            if len(spans) > _OFFLOAD_BYTES:
+                by_tenant = await asyncio.to_thread(_messages_by_tenant, spans)
             else:
-                by_tenant = _messages_by_tenant(rows_json)
+                by_tenant = _messages_by_tenant(spans)
             for tenant_id, messages in by_tenant.items():
                 await self.publish(tenant_id, messages)
         except Exception:
@@ -239,9 +240,9 @@ class RedisLiveHub(LiveHub):
         await self._redis.close()
 
 
-def _messages_by_tenant(rows_json: bytes) -> dict[str, list[dict[str, Any]]]:
+def _messages_by_tenant(spans: bytes) -> dict[str, list[dict[str, Any]]]:
     by_tenant: dict[str, list[dict[str, Any]]] = {}
-    for row in orjson.loads(rows_json):
+    for row in span_columns.rows(spans):
         by_tenant.setdefault(row["tenant_id"], []).append(span_message(row))
     return by_tenant
 

@@ -2,8 +2,9 @@
 sets, and the text of a span's (already redacted) input and output.
 
 The worker publishes spans after their INSERT succeeded, so everything a live client sees can be
-read back through the query API. Messages are built from spans-table rows (`Span.to_row`), the
-same dicts the sink writes: the previews are therefore of the redacted text, never the original.
+read back through the query API. Messages are built from spans-table rows (`Span.to_row`'s dicts,
+read back from the columns the sink wrote: schemas/span_columns.py), so the previews are of the
+redacted text, never the original.
 Every message has a `type`; clients ignore types they do not know, so new kinds join the stream
 without breaking them: `span`, `anomaly` (an episode opened, grew or closed) and `alert` (a rule's
 alert fired or resolved); the span filters apply to spans only.

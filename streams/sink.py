@@ -49,9 +49,9 @@ class StoreSink:
         self._max_backoff = max_backoff
         self.health = SinkHealth()
 
-    async def write(self, rows_json: bytes, count: int, token: str, table: str | None = None) -> None:
-        """Insert a JSON array of rows (into the spans table unless `table` says otherwise) until it
-        succeeds. Never raises for store errors: waiting here stops the agent from taking more
+    async def write(self, rows: bytes, count: int, token: str, table: str | None = None, fmt: str = "JSONEachRow") -> None:
+        """Insert `count` rows in the input format `fmt` (into the spans table unless `table` says
+        otherwise) until it succeeds. Never raises for store errors: waiting here stops the agent from taking more
         messages, which is the back-pressure we want when ClickHouse is down."""
         if count == 0:
             return
@@ -62,7 +62,7 @@ class StoreSink:
         start = time.perf_counter()
         while True:
             try:
-                await asyncio.to_thread(self.store.insert_json, target, rows_json, settings)
+                await asyncio.to_thread(self.store.insert, target, rows, fmt, settings)
                 break
             except StoreError as exc:
                 if attempt == 0:

@@ -39,9 +39,9 @@ class CountingStore(Store):
                 raise StoreError("injected: store down")
         return self.inner.query_arrow(sql, params)
 
-    def insert_json(self, table: str, body: bytes, settings: Mapping[str, Any] | None = None) -> None:
+    def insert(self, table: str, body: bytes, fmt: str, settings: Mapping[str, Any] | None = None) -> None:
         self.inserts.append(table)
-        self.inner.insert_json(table, body, settings)
+        self.inner.insert(table, body, fmt, settings)
 
     def close(self) -> None:
         pass

@@ -32,8 +32,9 @@ class Store(abc.ABC):
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table: ...
 
     @abc.abstractmethod
-    def insert_json(self, table: str, body: bytes, settings: Mapping[str, Any] | None = None) -> None:
-        """Insert newline-delimited JSON rows (JSONEachRow) into `table` in one INSERT."""
+    def insert(self, table: str, body: bytes, fmt: str, settings: Mapping[str, Any] | None = None) -> None:
+        """Insert `body`, rows in the ClickHouse input format `fmt` (JSONEachRow, ArrowStream), into
+        `table` in one INSERT."""
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -49,7 +50,7 @@ class Store(abc.ABC):
         # JSONEachRow also reads a JSON array; one orjson call is ~5x cheaper than one per row.
         body = orjson.dumps(rows)
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
-        self.insert_json(table, body, settings)
+        self.insert(table, body, "JSONEachRow", settings)
 
     async def aquery(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         return await asyncio.to_thread(self.query, sql, params)

@@ -45,15 +45,15 @@ class ChdbStore(Store):
             return pa.table({})
         return pa.ipc.open_file(pa.BufferReader(data)).read_all()
 
-    def insert_json(self, table: str, body: bytes, settings: Mapping[str, Any] | None = None) -> None:
+    def insert(self, table: str, body: bytes, fmt: str, settings: Mapping[str, Any] | None = None) -> None:
         clause = ""
         if settings:
             # Setting values are our own tokens (topic/partition/offset ranges), never user input.
             clause = " SETTINGS " + ", ".join(f"{k}='{v}'" for k, v in settings.items())
         # A streaming insert takes the body's bytes as they are: put into the query text instead, a
-        # batch of rows was decoded, copied into the SQL and encoded again (a third of the insert's time).
+        # batch of JSON rows was decoded, copied into the SQL and encoded again (a third of the insert's time).
         try:
-            with self._lock, self._session.send_insert(f"INSERT INTO {table}{clause}", "JSONEachRow") as inserter:
+            with self._lock, self._session.send_insert(f"INSERT INTO {table}{clause}", fmt) as inserter:
                 inserter.append(body)
                 inserter.finish()
         except Exception as exc:

@@ -56,9 +56,9 @@ class ServerStore(Store):
         except Exception as exc:
             raise StoreError(str(exc)) from exc
 
-    def insert_json(self, table: str, body: bytes, settings: Mapping[str, Any] | None = None) -> None:
+    def insert(self, table: str, body: bytes, fmt: str, settings: Mapping[str, Any] | None = None) -> None:
         try:
-            self._client.raw_insert(table, insert_block=body, settings=dict(settings or {}), fmt="JSONEachRow")
+            self._client.raw_insert(table, insert_block=body, settings=dict(settings or {}), fmt=fmt)
         except Exception as exc:
             raise StoreError(str(exc)) from exc
 

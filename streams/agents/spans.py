@@ -18,6 +18,7 @@ from faust.types import EventT, StreamT
 
 from llmscope.live import LiveHub
 from llmscope.settings import Settings
+from schemas import span_columns
 from schemas.rollup import ROLLUP_DIRTY
 from streams.batching import Batcher
 from streams.cpu_stage import CpuStage
@@ -47,9 +48,9 @@ def register(app: faust.App, settings: Settings, sink: StoreSink, policies: Poli
         for dead in prepared.dead:
             await retrying("dead-letter", lambda: deadletters.park(dead, raws[dead.index], events[dead.index].message.key))
         await deadletters.record(prepared.dead, raws, prepared.batch_id)
-        await sink.write(prepared.span_rows, prepared.span_count, prepared.batch_id)
+        await sink.write(prepared.spans, prepared.span_count, prepared.batch_id, fmt=span_columns.FORMAT)
         if live is not None and prepared.span_count:  # stored, so queryable: now tell live subscribers
-            await live.publish_rows(prepared.span_rows)
+            await live.publish_spans(prepared.spans)
         # Spans stored before or after their ancestors take what they inherit (streams/inheritance.py).
         settled = await retrying("settle inherited values", lambda: asyncio.to_thread(
             settle, sink.store, prepared.traces, prepared.first_start_ns, prepared.last_start_ns))

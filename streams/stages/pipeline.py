@@ -11,6 +11,7 @@ import orjson
 
 from schemas.messages import FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, IngestMessage, MalformedMessage, ingest_message_from
 from schemas.span import Span
+from schemas.span_columns import encode
 from schemas.times import STORABLE_YEARS, storable
 from streams.stages.decode import single_item, spans_from_message
 from streams.stages.enrich import EnrichmentPolicy, TenantPolicies, enrich
@@ -54,7 +55,7 @@ class DeadLetter:
 @dataclass(slots=True)
 class PreparedBatch:
     batch_id: str = ""  # from the batch's message ids: the same messages always give the same id
-    span_rows: bytes = b"[]"  # a JSON array of spans-table rows
+    spans: bytes = b""  # the stored spans as spans-table rows, an Arrow stream (schemas/span_columns.py)
     span_count: int = 0
     minutes: set[tuple[str, int]] = field(default_factory=set)  # (tenant, minute as Unix seconds) touched
     dead: list[DeadLetter] = field(default_factory=list)
@@ -168,16 +169,14 @@ def prepare(messages: list[RawMessage], policies: TenantPolicies) -> PreparedBat
                 continue
             stored.append((span, message))
     _inherit_within([span for span, _ in stored])
-    rows = []
     for span, message in stored:
-        rows.append(span.to_row(message.received_at_ns))
         batch.minutes.add((message.tenant_id, span.start_time_ns // 60_000_000_000 * 60))
         batch.traces.setdefault(span.tenant_id, set()).add(span.trace_id)
     if stored:
         batch.first_start_ns = min(span.start_time_ns for span, _ in stored)
         batch.last_start_ns = max(span.start_time_ns for span, _ in stored)
-    batch.span_count = len(rows)
-    batch.span_rows = orjson.dumps(rows)
+    batch.span_count = len(stored)
+    batch.spans = encode([span for span, _ in stored], [message.received_at_ns for _, message in stored])
     batch.batch_id = batch_id(ids)
     return batch
 

@@ -33,11 +33,11 @@ class AuditStoreDown(Store):
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         return self.inner.query_arrow(sql, params)
 
-    def insert_json(self, table: str, body: bytes, settings: Mapping[str, Any] | None = None) -> None:
+    def insert(self, table: str, body: bytes, fmt: str, settings: Mapping[str, Any] | None = None) -> None:
         if self.down and table.endswith(".audit_log"):
             self.refused += 1
             raise StoreError("injected: audit table unreachable")
-        self.inner.insert_json(table, body, settings)
+        self.inner.insert(table, body, fmt, settings)
 
     def close(self) -> None:
         pass

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import orjson
 
 from llmscope.live import LiveHub, RedisLiveHub, Subscription
+from schemas import span_columns
 from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
@@ -16,7 +16,7 @@ REDIS = "redis://127.0.0.1:6379/0"
 
 
 def _rows(tenant: str, service: str) -> bytes:
-    return orjson.dumps([s.to_row(0) for s in normalise(request_of([llm_span()], service=service), tenant)])
+    return span_columns.encode(normalise(request_of([llm_span()], service=service), tenant), [0])
 
 
 async def _next(sub: Subscription) -> list[str]:
@@ -43,7 +43,7 @@ async def test_every_replica_delivers_a_published_batch_to_its_subscribers_of_th
         other = replica2.subscribe("t2", lambda m: True, 100)
         await _subscribed(replica1, worker, "t1")
         await _subscribed(replica2, worker, "t1")
-        await worker.publish_rows(_rows("t1", "svc-1"))
+        await worker.publish_spans(_rows("t1", "svc-1"))
         assert await _next(s1) == ["svc-1"] and await _next(s2) == ["svc-1"]
         assert await other.next_batch(0.3) is None  # t2's subscriber got nothing of t1
     finally:
@@ -54,17 +54,17 @@ async def test_every_replica_delivers_a_published_batch_to_its_subscribers_of_th
 async def test_publishing_with_redis_down_fails_open() -> None:
     hub = RedisLiveHub("redis://127.0.0.1:1/0", "x")
     try:
-        await hub.publish_rows(_rows("t1", "svc"))  # logged, not raised
-        await hub.publish_rows(_rows("t1", "svc"))  # skipped during the back-off
+        await hub.publish_spans(_rows("t1", "svc"))  # logged, not raised
+        await hub.publish_spans(_rows("t1", "svc"))  # skipped during the back-off
     finally:
         await hub.close()
 
 
 async def test_the_in_process_hub_skips_work_when_nobody_listens() -> None:
     hub = LiveHub()
-    await hub.publish_rows(b"not even json")  # not parsed: no subscribers
+    await hub.publish_spans(b"not even arrow")  # not parsed: no subscribers
     sub = hub.subscribe("t1", lambda m: True, 10)
-    await hub.publish_rows(_rows("t1", "svc"))
+    await hub.publish_spans(_rows("t1", "svc"))
     assert await _next(sub) == ["svc"]
     hub.unsubscribe(sub)
     assert hub.subscriber_count == 0

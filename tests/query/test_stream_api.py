@@ -23,6 +23,7 @@ from llmscope.settings import Settings
 from llmscope.storage import Store
 from query import stream
 from query.app import create_query_app
+from schemas import span_columns
 from streams.stages.normalise import normalise
 from tests.otlp_factory import llm_span, request_of
 
@@ -58,7 +59,8 @@ def keys(store: Store) -> dict[str, str]:
 def rows(tenant: str, n: int = 1, **extra: Any) -> bytes:
     spans = [llm_span(extra=extra.get("attrs"), error=extra.get("error", False), model=extra.get("model", "gpt-4o"))
              for _ in range(n)]
-    return orjson.dumps([s.to_row(0) for s in normalise(request_of(spans, service=extra.get("service", "bot")), tenant)])
+    stored = normalise(request_of(spans, service=extra.get("service", "bot")), tenant)
+    return span_columns.encode(stored, [0] * len(stored))
 
 
 async def recv(ws: ClientConnection, timeout: float = 5.0, skip_pings: bool = True) -> dict[str, Any]:
@@ -86,7 +88,7 @@ async def closed_with(ws: ClientConnection) -> tuple[int, str]:
 
 async def test_first_message_auth_then_stored_spans_arrive_as_small_messages(server, keys) -> None:
     async with await open_stream(server, keys["a"]) as ws:
-        await server.hub.publish_rows(rows("live-a", attrs={"gen_ai.prompt": "hello there", "user.id": "u9"}))
+        await server.hub.publish_spans(rows("live-a", attrs={"gen_ai.prompt": "hello there", "user.id": "u9"}))
         m = await recv(ws)
         assert m["type"] == "span" and m["service"] == "bot" and m["input"] == "hello there" and m["user_id"] == "u9"
         assert set(m) >= {"trace_id", "span_id", "time", "model", "operation", "status", "latency_ms", "cost_usd", "output"}
@@ -100,8 +102,8 @@ async def test_header_auth_works_for_clients_that_can_set_headers(server, keys) 
 
 async def test_a_tenant_never_sees_another_tenants_spans(server, keys) -> None:
     async with await open_stream(server, keys["a"]) as a, await open_stream(server, keys["b"]) as b:
-        await server.hub.publish_rows(rows("live-b", service="b-only"))
-        await server.hub.publish_rows(rows("live-a", service="a-only"))
+        await server.hub.publish_spans(rows("live-b", service="b-only"))
+        await server.hub.publish_spans(rows("live-a", service="a-only"))
         assert (await recv(a))["service"] == "a-only"
         assert (await recv(b))["service"] == "b-only"
 
@@ -148,14 +150,14 @@ async def test_no_auth_message_in_time_closes_the_socket(server, monkeypatch) ->
 
 async def test_filters_apply_in_the_server_and_change_on_the_open_socket(server, keys) -> None:
     async with await open_stream(server, keys["a"], {"status": "error"}) as ws:
-        await server.hub.publish_rows(rows("live-a", 3))
-        await server.hub.publish_rows(rows("live-a", error=True, model="claude"))
+        await server.hub.publish_spans(rows("live-a", 3))
+        await server.hub.publish_spans(rows("live-a", error=True, model="claude"))
         m = await recv(ws)
         assert m["status"] == "error" and m["model"] == "claude"
         await ws.send(orjson.dumps({"type": "filters", "filters": {"model": "gpt-4o", "min_latency_ms": 100}}).decode())
         assert await recv(ws) == {"type": "filters", "filters": {"model": "gpt-4o", "min_latency_ms": 100.0}}
-        await server.hub.publish_rows(rows("live-a", error=True, model="claude"))
-        await server.hub.publish_rows(rows("live-a"))
+        await server.hub.publish_spans(rows("live-a", error=True, model="claude"))
+        await server.hub.publish_spans(rows("live-a"))
         m = await recv(ws)
         assert m["model"] == "gpt-4o" and m["status"] == "ok"
 

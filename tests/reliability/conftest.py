@@ -72,7 +72,7 @@ class FaultyStore(Store):
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         return self.inner.query_arrow(sql, params)
 
-    def insert_json(self, table: str, body: bytes, settings: Mapping[str, Any] | None = None) -> None:
+    def insert(self, table: str, body: bytes, fmt: str, settings: Mapping[str, Any] | None = None) -> None:
         self.attempts += 1
         if self.delay:
             time.sleep(self.delay)
@@ -84,9 +84,9 @@ class FaultyStore(Store):
             self.failures += 1
             self.failed.append((time.monotonic(), token))
             if self.fail_after_write:
-                self.inner.insert_json(table, body, settings)
+                self.inner.insert(table, body, fmt, settings)
             raise StoreError("injected: ClickHouse is down")
-        self.inner.insert_json(table, body, settings)
+        self.inner.insert(table, body, fmt, settings)
 
     def close(self) -> None:  # the session store is closed by its own fixture
         pass

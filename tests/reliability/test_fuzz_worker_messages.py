@@ -17,6 +17,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from llmscope.storage import Store
+from schemas import span_columns
 from schemas.messages import (
     FORMAT_OTLP_TRACES, FORMAT_SDK_EVENTS, HEADER_FORMAT, HEADER_RECEIVED_AT, HEADER_TENANT, MalformedMessage,
     ingest_message_from,
@@ -142,8 +143,8 @@ def scratch_tables(store: Store) -> Iterator[tuple[str, str]]:
 def _insert(store: Store, tables: tuple[str, str], raw: RawMessage) -> None:
     prepared = prepare([raw], POLICIES)
     if prepared.span_count:
-        store.insert_json(tables[0], prepared.span_rows)  # a StoreError here would be retried forever
-        store.insert_json(tables[1], prepared.mark_rows())
+        store.insert(tables[0], prepared.spans, span_columns.FORMAT)  # a StoreError here would be retried forever
+        store.insert(tables[1], prepared.mark_rows(), "JSONEachRow")
 
 
 @FUZZ

@@ -53,8 +53,8 @@ class _Database(Store):
             self.warmups += 1
         return self.inner.query_arrow(sql, params)
 
-    def insert_json(self, table: str, body: bytes, settings: Mapping[str, Any] | None = None) -> None:
-        self.inner.insert_json(table, body, settings)
+    def insert(self, table: str, body: bytes, fmt: str, settings: Mapping[str, Any] | None = None) -> None:
+        self.inner.insert(table, body, fmt, settings)
 
     def close(self) -> None:
         pass

@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
-import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
 from llmscope.storage import Store
+from schemas import span_columns
 from schemas.span import Span
 from streams.compaction import recompute_minutes
 from streams.inheritance import settle, settle_range
@@ -53,7 +53,7 @@ def test_a_trace_that_arrives_whole_is_resolved_within_its_batch() -> None:
     root.trace_id, root.parent_span_id = trace, b""
     child = llm_span(trace, parent=root.span_id)
     prepared = prepare([_raw([child, root])], POLICIES)
-    rows = {r["span_id"]: r for r in orjson.loads(prepared.span_rows)}
+    rows = {r["span_id"]: r for r in span_columns.rows(prepared.spans)}
     assert (rows[child.span_id.hex()]["user_id"], rows[child.span_id.hex()]["inherited"]) == ("u-1", ["user_id", "session_id"])
     assert prepared.traces == {"pipe": {trace.hex()}}
 

@@ -7,6 +7,7 @@ import time
 import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from schemas import span_columns
 from schemas.messages import FORMAT_OTLP_TRACES, IngestMessage
 from schemas.tenant_settings import PiiPolicy
 from streams.stages.enrich import TenantPolicies
@@ -30,7 +31,7 @@ def test_a_span_the_store_cannot_hold_is_parked_alone_and_its_neighbours_are_sto
     raw = _raw([good[0], bad, *good[1:]])
     prepared = prepare([raw], POLICIES)
     assert prepared.span_count == 3
-    assert {r["span_id"] for r in orjson.loads(prepared.span_rows)} == {s.span_id.hex() for s in good}
+    assert {r["span_id"] for r in span_columns.rows(prepared.spans)} == {s.span_id.hex() for s in good}
     (dead,) = prepared.dead
     assert dead.item == 1 and dead.span_id == bad.span_id.hex() and "1973..2262" in dead.reason
     parked = ExportTraceServiceRequest.FromString(dead.value or b"")

@@ -36,8 +36,8 @@ class UnreachableStore(Store):
             raise StoreError("injected: ClickHouse is unreachable")
         return self.inner.query_arrow(sql, params)
 
-    def insert_json(self, table: str, body: bytes, settings: Mapping[str, Any] | None = None) -> None:
-        self.inner.insert_json(table, body, settings)
+    def insert(self, table: str, body: bytes, fmt: str, settings: Mapping[str, Any] | None = None) -> None:
+        self.inner.insert(table, body, fmt, settings)
 
     def close(self) -> None:  # the session store is closed by its own fixture
         pass

@@ -113,10 +113,10 @@ class _CrashBeforeCommit(Store):
     def query_arrow(self, sql, params=None):  # type: ignore[no-untyped-def]
         return self.inner.query_arrow(sql, params)
 
-    def insert_json(self, table, body, settings=None):  # type: ignore[no-untyped-def]
+    def insert(self, table, body, fmt, settings=None):  # type: ignore[no-untyped-def]
         if table.endswith(".rollup_dirty"):
             raise StoreError("injected: crashed before the commit")
-        self.inner.insert_json(table, body, settings)
+        self.inner.insert(table, body, fmt, settings)
 
     def close(self) -> None:
         pass
