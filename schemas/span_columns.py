@@ -10,6 +10,7 @@ tests/schemas/test_span_columns.py holds both to the spans table)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_DOWN, Decimal
 from itertools import accumulate
@@ -60,10 +61,21 @@ SPANS_SCHEMA = pa.schema(
        pa.field("source", pa.string(), nullable=False), pa.field("ingested_at", _TIME, nullable=False)]
 )
 FORMAT = "ArrowStream"  # the ClickHouse input format of what `encode` returns
+_CHUNK = 1000  # spans per record batch
 
 
 def encode(spans: Sequence[Span], ingested_at_ns: Sequence[int]) -> bytes:
     """The spans as rows of the spans table (`ingested_at_ns` per span): one Arrow IPC stream."""
+    out = io.BytesIO()  # its getvalue() hands over its buffer: a batch of spans is tens of MB, copied once less
+    with pa.ipc.new_stream(out, SPANS_SCHEMA) as writer:
+        # A record batch per chunk keeps the columns' memory to one chunk's: the allocator keeps
+        # what a batch of 20,000 spans took at once (≈ 100 MB more resident in the CPU stage).
+        for i in range(0, len(spans), _CHUNK):
+            writer.write_batch(_record_batch(spans[i : i + _CHUNK], ingested_at_ns[i : i + _CHUNK]))
+    return out.getvalue()
+
+
+def _record_batch(spans: Sequence[Span], ingested_at_ns: Sequence[int]) -> pa.RecordBatch:
     columns: dict[str, pa.Array] = {}
     # One attribute tuple per span for the plain columns, then transposed: cheaper than a pass per column.
     plain = (*_TEXT, *_LABELS, "model_version", *_NAMES, "source", "start_time_ns", "end_time_ns", *_COUNTS)
@@ -86,11 +98,7 @@ def encode(spans: Sequence[Span], ingested_at_ns: Sequence[int]) -> bytes:
     for name in _MAPS:
         columns[name] = _maps([getattr(s, name) for s in spans], SPANS_SCHEMA.field(name).type)
     columns["events"] = _events(spans)
-    table = pa.Table.from_arrays([columns[name] for name in SPANS_SCHEMA.names], schema=SPANS_SCHEMA)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, SPANS_SCHEMA) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return pa.RecordBatch.from_arrays([columns[name] for name in SPANS_SCHEMA.names], schema=SPANS_SCHEMA)
 
 
 def _times(ns: Sequence[int]) -> pa.Array:

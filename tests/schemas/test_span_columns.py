@@ -56,6 +56,17 @@ def test_the_columns_read_back_as_the_rows() -> None:
     assert span_columns.rows(span_columns.encode([], [])) == []
 
 
+def test_a_batch_larger_than_a_chunk_keeps_every_span_in_order() -> None:
+    count = 2 * span_columns._CHUNK + 3  # three record batches
+    spans = [make_span("t-chunks", i, NOW - i, 1000 + i, cost_usd=Decimal(i) / 7) for i in range(count)]
+    received = [NOW + i for i in range(count)]
+    back = span_columns.rows(span_columns.encode(spans, received))
+    expected = [s.to_row(at) for s, at in zip(spans, received)]
+    assert [(r["span_id"], r["duration_ns"], r["ingested_at"]) for r in back] == [
+        (r["span_id"], r["duration_ns"], r["ingested_at"]) for r in expected
+    ]
+
+
 def test_the_store_keeps_the_same_values_from_columns_as_from_json_rows(store: Store) -> None:
     by_json, by_columns = f"t-json-{uuid.uuid4().hex[:8]}", f"t-arrow-{uuid.uuid4().hex[:8]}"
     store.insert_rows(f"{store.database}.spans", [s.to_row(NOW) for s in _spans(by_json)])
