@@ -7,7 +7,8 @@ memory: bug 2 in RELIABILITY.md), and an agent slower than the spans agent would
 soon as it fell that far behind. Agents fed small messages in bursts therefore read further ahead:
 the anomaly agent (a tick's points while detectors warm up: 40 s without spans after an `up`
 restart, bug 15) and the webhook fan-out (a burst of notifications, a few store round trips
-each: 1,500 of them held the spans back 12 s)."""
+each: 1,500 of them held the spans back 12 s). Every agent but the spans one reads ahead, and
+tests/streams/test_read_ahead.py fails for a new one that does not."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from llmscope.settings import Settings
 from llmscope.storage import Store
 from schemas.notifications import Notification
 from schemas.webhook_rows import read_deliveries
+from streams.worker import create_worker_app
 from tests.conftest import bearer, query_client, running_worker
 from tests.reliability.conftest import private_settings
 from tests.streams.test_webhook_delivery import _anomaly
@@ -23,6 +24,19 @@ from tests.webhook_receiver import serve_receiver
 
 BURST = 1_500  # notifications; without the read-ahead they held the spans back 12-14 s
 SPANS_WITHIN = 5.0  # seconds; with it the spans were stored 0.44 s after the send
+
+
+def test_every_agent_but_the_spans_reads_ahead(settings: Settings, store: Store) -> None:
+    """The rule in streams/read_ahead.py, for agents added later: one that reads as far as the
+    worker's default (one span batch) can stop the spans as soon as it falls that far behind."""
+    app, _ = create_worker_app(settings, store)
+    reads = {name: (agent.channel.topics, agent.channel.maxsize)  # type: ignore[attr-defined]
+             for name, agent in app.agents.items()}
+    assert reads.pop("spans") == ((settings.ingest_topic,), None), "the ingest topic keeps one batch in memory: bug 2"
+    assert reads, "the worker has no other agent: this rule has nothing to check"
+    batch = app.conf.stream_buffer_maxsize
+    short = {name: topics for name, (topics, maxsize) in reads.items() if (maxsize or 0) <= batch}
+    assert not short, f"agents on {short} read no further ahead than a span batch: give their topic a read_ahead"
 
 
 async def test_spans_are_stored_while_the_webhook_fan_out_works_through_a_burst(settings: Settings, store: Store) -> None:
