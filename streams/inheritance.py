@@ -17,7 +17,9 @@ How it stays right
   since the prompt is a rollup dimension.
 
 The cost is one narrow read per batch (the parent links and four columns of the batch's traces,
-pruned to the days a trace can span) and one rewrite of each span whose values changed.
+pruned to the days a trace can span) and one rewrite of each span whose values changed. The read
+returns only the traces where resolving could change a value (`_may_change`): when every span
+states its user and session, or none does, it returns nothing, and nothing is resolved in Python.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Mapping, Set
 
 from llmscope.storage import Store
 from schemas.times import MAX_SPAN_DURATION_NS
-from streams.stages.inherit import COLUMNS, Node, Resolved, own_values, resolve
+from streams.stages.inherit import COLUMNS, FIELDS, Node, Resolved, own_values, resolve
 
 _FMT_NS = 10**9
 
@@ -92,12 +94,31 @@ def _changes(rows: list[dict]) -> dict[str, Resolved]:
     return out
 
 
-_READ = """
-    SELECT trace_id, span_id, parent_span_id, user_id, session_id, prompt_name, prompt_version, inherited,
-           toUnixTimestamp(toStartOfMinute(start_time)) AS minute
-    FROM {db}.spans FINAL
-    WHERE tenant_id = {{tenant:String}} AND trace_id IN {{traces:Array(String)}}
-      AND start_time >= {{lo:DateTime64(9, 'UTC')}} AND start_time < {{hi:DateTime64(9, 'UTC')}}
+def _may_change() -> str:
+    """SQL, true on every span of a trace where `resolve` might change a value. It cannot change one
+    when no span holds a value it was given, none states a field's later columns without its first
+    (resolving clears those), and for every field either no span states it or every span with a
+    parent does (a root has nothing to inherit from)."""
+    per_span = ["notEmpty(inherited)"]
+    for first, *rest in FIELDS.values():
+        if rest:
+            per_span.append(f"({first} = '' AND (" + " OR ".join(f"{c} != ''" for c in rest) + "))")
+    per_trace = [f"max({' OR '.join(per_span)}) OVER trace"]
+    for first, *_ in FIELDS.values():
+        per_trace.append(f"(max({first} != '') OVER trace AND max(parent_span_id != '' AND {first} = '') OVER trace)")
+    return " OR ".join(per_trace)
+
+
+_READ = f"""
+    SELECT * EXCEPT may_change FROM (
+        SELECT trace_id, span_id, parent_span_id, user_id, session_id, prompt_name, prompt_version, inherited,
+               toUnixTimestamp(toStartOfMinute(start_time)) AS minute, {_may_change()} AS may_change
+        FROM {{db}}.spans FINAL
+        WHERE tenant_id = {{{{tenant:String}}}} AND trace_id IN {{{{traces:Array(String)}}}}
+          AND start_time >= {{{{lo:DateTime64(9, 'UTC')}}}} AND start_time < {{{{hi:DateTime64(9, 'UTC')}}}}
+        WINDOW trace AS (PARTITION BY trace_id)
+    )
+    WHERE may_change
 """
 
 _REWRITE = """

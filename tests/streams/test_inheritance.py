@@ -4,9 +4,10 @@ in which its spans arrive; pure resolution first, then the stored spans and what
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llmscope.storage import Store
@@ -130,6 +131,36 @@ def test_a_user_and_session_set_as_resource_attributes_hold_for_spans_that_name_
     req.resource_spans[0].resource.attributes.extend([kv("enduser.id", "res-user"), kv("session.id", "res-session")])
     spans = normalise(req, "t")
     assert [(s.user_id, s.session_id) for s in spans] == [("res-user", "res-session"), ("own", "res-session")]
+
+
+_SHAPES = st.lists(
+    st.tuples(st.sampled_from(["", "s0", "s1", "s2", "gone"]), _VALUES, _VALUES, _VALUES, st.sampled_from(["", "v1"])),
+    min_size=1, max_size=6,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=_SHAPES, split=st.integers(0, 6))
+# A call whose parent has not arrived takes the root's user; when the parent comes, its own.
+@example(shape=[("", "a", "", "", ""), ("s2", "", "", "", ""), ("s0", "b", "", "", "")], split=2)
+def test_settling_stores_what_resolving_the_whole_trace_gives(
+    store: Store, shape: list[tuple[str, ...]], split: int,
+) -> None:
+    """Whatever the trace and however it arrives (in two batches here), the stored values are those
+    of resolving it whole: also when the read skips a trace where resolving could change nothing."""
+    tenant, start = f"inherit-{uuid.uuid4().hex[:8]}", int(T0.timestamp()) * 10**9
+    spans = [make_span(tenant, 9, start + i, 10**9, span_id=f"s{i}", parent_span_id=parent, user_id=user,
+                       session_id=session, prompt_name=prompt, prompt_version=version)
+             for i, (parent, user, session, prompt, version) in enumerate(shape)]
+    for batch in (spans[:split], spans[split:]):
+        if batch:
+            store.insert_rows(f"{store.database}.spans", [s.to_row(time.time_ns()) for s in batch])
+            settle(store, {tenant: {spans[0].trace_id}}, batch[0].start_time_ns, batch[-1].start_time_ns)
+    expected = resolve(Node(s.span_id, s.parent_span_id, own_values(_columns(s))) for s in spans)
+    df = store.query(f"SELECT span_id, user_id, session_id, prompt_name, prompt_version, inherited "
+                     f"FROM {store.database}.spans FINAL WHERE tenant_id = {{t:String}}", {"t": tenant})
+    stored = {r.pop("span_id"): (r, list(r.pop("inherited"))) for r in df.to_dicts()}
+    assert stored == {k: (v.values, list(v.inherited)) for k, v in expected.items()}
 
 
 def test_spans_stored_before_inheritance_are_settled_by_the_range_path(store: Store) -> None:
