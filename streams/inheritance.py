@@ -18,7 +18,7 @@ How it stays right
 
 The cost is one narrow read per batch (the parent links and four columns of the batch's traces,
 pruned to the days a trace can span) and one rewrite of each span whose values changed. The read
-returns only the traces where resolving could change a value (`_may_change`): when every span
+returns only the traces where resolving could change a value (`_facts`): when every span
 states its user and session, or none does, it returns nothing, and nothing is resolved in Python.
 """
 
@@ -94,31 +94,35 @@ def _changes(rows: list[dict]) -> dict[str, Resolved]:
     return out
 
 
-def _may_change() -> str:
-    """SQL, true on every span of a trace where `resolve` might change a value. It cannot change one
-    when no span holds a value it was given, none states a field's later columns without its first
-    (resolving clears those), and for every field either no span states it or every span with a
-    parent does (a root has nothing to inherit from)."""
-    per_span = ["notEmpty(inherited)"]
+def _facts() -> tuple[str, str]:
+    """SQL: a span's facts as bits, and the test, on the OR of a trace's bits, that `resolve` might
+    change a value in that trace. It cannot change one when no span holds a value it was given, none
+    states a field's later columns without its first (resolving clears those), and for every field
+    either no span states it or every span with a parent does (a root has nothing to inherit from)."""
+    given = ["notEmpty(inherited)"]
     for first, *rest in FIELDS.values():
         if rest:
-            per_span.append(f"({first} = '' AND (" + " OR ".join(f"{c} != ''" for c in rest) + "))")
-    per_trace = [f"max({' OR '.join(per_span)}) OVER trace"]
+            given.append(f"({first} = '' AND (" + " OR ".join(f"{c} != ''" for c in rest) + "))")
+    facts = [" OR ".join(given)]
     for first, *_ in FIELDS.values():
-        per_trace.append(f"(max({first} != '') OVER trace AND max(parent_span_id != '' AND {first} = '') OVER trace)")
-    return " OR ".join(per_trace)
+        facts += [f"{first} != ''", f"parent_span_id != '' AND {first} = ''"]
+    bits = " + ".join(f"({fact}) * {1 << i}" for i, fact in enumerate(facts))
+    test = " OR ".join(["bitTest(facts, 0)"] + [f"(bitTest(facts, {i}) AND bitTest(facts, {i + 1}))"
+                                                for i in range(1, len(facts), 2)])
+    return f"toUInt8({bits})", test
 
 
+_BITS, _MAY_CHANGE = _facts()
 _READ = f"""
-    SELECT * EXCEPT may_change FROM (
+    SELECT * EXCEPT facts FROM (
         SELECT trace_id, span_id, parent_span_id, user_id, session_id, prompt_name, prompt_version, inherited,
-               toUnixTimestamp(toStartOfMinute(start_time)) AS minute, {_may_change()} AS may_change
+               toUnixTimestamp(toStartOfMinute(start_time)) AS minute,
+               groupBitOr({_BITS}) OVER (PARTITION BY trace_id) AS facts
         FROM {{db}}.spans FINAL
         WHERE tenant_id = {{{{tenant:String}}}} AND trace_id IN {{{{traces:Array(String)}}}}
           AND start_time >= {{{{lo:DateTime64(9, 'UTC')}}}} AND start_time < {{{{hi:DateTime64(9, 'UTC')}}}}
-        WINDOW trace AS (PARTITION BY trace_id)
     )
-    WHERE may_change
+    WHERE {_MAY_CHANGE}
 """
 
 _REWRITE = """
