@@ -84,8 +84,8 @@ def main() -> None:
         traces = [_trace(now + b * 10**9, args.calls) for _ in range(args.traces)]
         shapes["root last: calls"].append(_store(store, [s for t in traces for s in t[1:]]))
         shapes["root last: roots"].append(_store(store, [t[0] for t in traces]))
-        shapes["stated on every span"].append(
-            _store(store, [s for _ in range(args.traces) for s in _trace(now + b * 10**9, args.calls, every_span=True)]))
+        stated = [s for _ in range(args.traces) for s in _trace(now + b * 10**9, args.calls, every_span=True)]
+        shapes["stated on every span"].append(_store(store, stated))
     for name, timings in shapes.items():
         for i, step in enumerate(("insert", "settle")):
             values = sorted(t[i] for t in timings)

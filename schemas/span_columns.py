@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Context, Decimal
 from itertools import accumulate
 from operator import attrgetter
 from typing import Any
@@ -25,6 +25,7 @@ from schemas.span import Span, ns_to_ch
 _TIME = pa.timestamp("ns", tz="UTC")
 _COST = pa.decimal128(38, 12)
 _COST_STEP = Decimal(1).scaleb(-12)
+_COST_CONTEXT = Context(prec=38, rounding=ROUND_DOWN)  # the default 28 digits cannot hold a large cost's 12 decimals
 
 
 def _map(value: pa.DataType) -> pa.MapType:
@@ -62,11 +63,13 @@ SPANS_SCHEMA = pa.schema(
 )
 FORMAT = "ArrowStream"  # the ClickHouse input format of what `encode` returns
 _CHUNK = 1000  # spans per record batch
+_STRINGS = (*_TEXT, *_LABELS, "model_version", *_NAMES, "source")  # read straight off the span, as text
+_PLAIN = (*_STRINGS, "start_time_ns", "end_time_ns", *_COUNTS)
 
 
 def encode(spans: Sequence[Span], ingested_at_ns: Sequence[int]) -> bytes:
     """The spans as rows of the spans table (`ingested_at_ns` per span): one Arrow IPC stream."""
-    out = io.BytesIO()  # its getvalue() hands over its buffer: a batch of spans is tens of MB, copied once less
+    out = io.BytesIO()  # getvalue() hands its buffer over: a batch is tens of MB, copied once less
     with pa.ipc.new_stream(out, SPANS_SCHEMA) as writer:
         # A record batch per chunk keeps the columns' memory to one chunk's: the allocator keeps
         # what a batch of 20,000 spans took at once (≈ 100 MB more resident in the CPU stage).
@@ -78,21 +81,20 @@ def encode(spans: Sequence[Span], ingested_at_ns: Sequence[int]) -> bytes:
 def _record_batch(spans: Sequence[Span], ingested_at_ns: Sequence[int]) -> pa.RecordBatch:
     columns: dict[str, pa.Array] = {}
     # One attribute tuple per span for the plain columns, then transposed: cheaper than a pass per column.
-    plain = (*_TEXT, *_LABELS, "model_version", *_NAMES, "source", "start_time_ns", "end_time_ns", *_COUNTS)
-    values = dict(zip(plain, zip(*map(attrgetter(*plain), spans)))) if spans else dict.fromkeys(plain, ())
-    for name in (*_TEXT, *_LABELS, "model_version", *_NAMES, "source"):
+    values = dict(zip(_PLAIN, zip(*map(attrgetter(*_PLAIN), spans)))) if spans else dict.fromkeys(_PLAIN, ())
+    for name in _STRINGS:
         columns[name] = pa.array(values[name], pa.string())
     for name in _COUNTS:
         columns[name] = pa.array(values[name], pa.uint64())
     start, end = pa.array(values["start_time_ns"], pa.int64()), pa.array(values["end_time_ns"], pa.int64())
     columns["start_time"], columns["end_time"] = start.cast(_TIME), end.cast(_TIME)
     columns["ingested_at"] = _times(ingested_at_ns)
-    # Span.duration_ns, computed on the columns
+    # Span.duration_ns (never negative), on the columns
     columns["duration_ns"] = pc.max_element_wise(pc.subtract(end, start), 0).cast(pa.uint64())
     columns["model"] = pa.array([s.model for s in spans], pa.string())
     columns["usage_reported"] = pa.array([s.has_usage for s in spans], pa.bool_()).cast(pa.uint8())
     columns["cost_usd"] = pa.array(
-        [None if s.cost_usd is None else s.cost_usd.quantize(_COST_STEP, ROUND_DOWN) for s in spans], _COST)
+        [None if s.cost_usd is None else s.cost_usd.quantize(_COST_STEP, context=_COST_CONTEXT) for s in spans], _COST)
     for name in _LISTS:
         columns[name] = _lists([getattr(s, name) for s in spans], SPANS_SCHEMA.field(name).type)
     for name in _MAPS:

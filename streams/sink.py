@@ -49,10 +49,12 @@ class StoreSink:
         self._max_backoff = max_backoff
         self.health = SinkHealth()
 
-    async def write(self, rows: bytes, count: int, token: str, table: str | None = None, fmt: str = "JSONEachRow") -> None:
+    async def write(
+        self, rows: bytes, count: int, token: str, table: str | None = None, fmt: str = "JSONEachRow",
+    ) -> None:
         """Insert `count` rows in the input format `fmt` (into the spans table unless `table` says
-        otherwise) until it succeeds. Never raises for store errors: waiting here stops the agent from taking more
-        messages, which is the back-pressure we want when ClickHouse is down."""
+        otherwise) until it succeeds. Never raises for store errors: waiting here stops the agent
+        from taking more messages, which is the back-pressure we want when ClickHouse is down."""
         if count == 0:
             return
         delay, attempt, h = 0.2, 0, self.health

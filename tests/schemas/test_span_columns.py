@@ -19,8 +19,8 @@ NOW = time.time_ns()
 
 def _spans(tenant: str) -> list[Span]:
     """Every kind of value a column can hold: empty and full lists and maps, events with and
-    without attributes, no cost, an exact cost, a cost finer than the column, non-ASCII text, an end
-    before the start."""
+    without attributes, no cost, an exact cost, a cost finer than the column, the largest cost,
+    non-ASCII text, an end before the start."""
     plain = make_span(tenant, 1, NOW - 10**9, 2_500_000)
     full = make_span(
         tenant, 2, NOW - 2 * 10**9, 7_000_000_123, parent_span_id="0" * 15 + "1", status_code="error",
@@ -35,7 +35,10 @@ def _spans(tenant: str) -> list[Span]:
     )  # fmt: skip
     zero = make_span(tenant, 3, NOW - 3 * 10**9, 0, usage_reported=True, cost_usd=Decimal(0))
     ends_first = make_span(tenant, 4, NOW - 4 * 10**9, -5)  # a clock skew: the duration is 0, not negative
-    return [plain, full, zero, ends_first]
+    # Just under what the cost stage lets through (10^26), with more decimals than the column.
+    dearest = make_span(tenant, 5, NOW - 5 * 10**9, 1, usage_reported=True,
+                        cost_usd=Decimal("99999999999999999999999999.123456789012345"))
+    return [plain, full, zero, ends_first, dearest]
 
 
 def test_the_schema_is_the_spans_table(store: Store) -> None:
@@ -44,12 +47,13 @@ def test_the_schema_is_the_spans_table(store: Store) -> None:
 
 def test_the_columns_read_back_as_the_rows() -> None:
     spans = _spans("t-columns")
-    received = [NOW, NOW + 1, NOW + 2, NOW + 3]
+    received = [NOW + i for i in range(5)]
     back = span_columns.rows(span_columns.encode(spans, received))
     expected = [s.to_row(at) for s, at in zip(spans, received)]
     # The one difference is the store's own: a cost finer than 12 decimals is cut towards zero.
     assert expected[1]["cost_usd"] == "0.0123456789012345678"
     expected[1]["cost_usd"] = "0.012345678901"
+    expected[4]["cost_usd"] = "99999999999999999999999999.123456789012"
     assert [{**r, "cost_usd": _cost(r["cost_usd"])} for r in back] == [
         {**r, "cost_usd": _cost(r["cost_usd"])} for r in expected
     ]
@@ -70,11 +74,11 @@ def test_a_batch_larger_than_a_chunk_keeps_every_span_in_order() -> None:
 def test_the_store_keeps_the_same_values_from_columns_as_from_json_rows(store: Store) -> None:
     by_json, by_columns = f"t-json-{uuid.uuid4().hex[:8]}", f"t-arrow-{uuid.uuid4().hex[:8]}"
     store.insert_rows(f"{store.database}.spans", [s.to_row(NOW) for s in _spans(by_json)])
-    store.insert(f"{store.database}.spans", span_columns.encode(_spans(by_columns), [NOW] * 4), span_columns.FORMAT)
+    store.insert(f"{store.database}.spans", span_columns.encode(_spans(by_columns), [NOW] * 5), span_columns.FORMAT)
     sql = f"SELECT * EXCEPT tenant_id FROM {store.database}.spans WHERE tenant_id = {{t:String}} ORDER BY span_id"
     json_rows = store.query_arrow(sql, {"t": by_json})
     column_rows = store.query_arrow(sql, {"t": by_columns})
-    assert json_rows.num_rows == 4
+    assert json_rows.num_rows == 5
     assert column_rows.equals(json_rows), _first_difference(json_rows, column_rows)
 
 
