@@ -17,7 +17,7 @@ from ingest.early_refusals import EarlyRefusals
 from ingest.events import encode_event_messages, parse_events
 from ingest.otlp_codec import GRPC_CODE, OtlpStatus, decode_traces, encode_export_response, encode_status
 from ingest.otlp_validate import Validated, split_request, validate_spans
-from ingest.ratelimit import RateLimiter
+from ingest.ratelimit import RateLimiter, RateLimitHeaders
 from ingest.tenant_limits import TenantLimits
 from llmscope.auth import KeyResolver, Principal
 from llmscope.docs import install_docs
@@ -123,12 +123,7 @@ def create_ingest_app(
         if not quota.allowed:
             raise quota.denial()
 
-    @app.middleware("http")
-    async def rate_limit_headers(request: Request, call_next: Any) -> Response:
-        """The quota left, on the answer to every charged request: a 200 as well as a 429."""
-        response: Response = await call_next(request)
-        response.headers.update(getattr(request.state, "rate_limit_headers", {}))
-        return response
+    app.add_middleware(RateLimitHeaders)
 
     @app.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON)", responses=_otlp_responses())
     async def export_traces(request: Request) -> Response:

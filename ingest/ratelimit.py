@@ -17,6 +17,9 @@ import time
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from llmscope.errors import RateLimited
 from llmscope.redis import FailOpenRedis
 from schemas.rate_limits import RateLimits
@@ -184,3 +187,24 @@ class RedisRateLimiter:
 
     async def close(self) -> None:
         await self._redis.close()
+
+
+class RateLimitHeaders:
+    """Puts the quota left on the answer to every charged request, a 200 as well as a 429: the routes
+    leave `Quota.headers()` on the request's state (`rate_limit_headers`). Plain ASGI, as a
+    BaseHTTPMiddleware would run every export in a task group and memory streams of its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_quota(message: Message) -> None:
+            if message["type"] == "http.response.start" and (quota := scope.get("state", {}).get("rate_limit_headers")):
+                MutableHeaders(scope=message).update(quota)
+            await send(message)
+
+        await self.app(scope, receive, send_with_quota)

@@ -16,9 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
-from starlette.types import Message, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmscope.auth import KeyResolver, Principal, extract_key
 from llmscope.errors import LLMScopeError
@@ -45,18 +45,32 @@ class ResponseStatus:
         await self._send(message)
 
 
-class RequestIdMiddleware(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+class RequestIdMiddleware:
+    """Each request's id (the client's `x-request-id` when it is a sensible one): on the request's
+    state, on every log line the request causes (llmscope/logs.py) and on the answer. Plain ASGI:
+    as a BaseHTTPMiddleware it ran every request in a task group and memory streams of its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
         rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
-        request.state.request_id = rid
-        token = request_id_var.set(rid)  # on every log line the request causes (llmscope/logs.py)
+        scope.setdefault("state", {})["request_id"] = rid  # what `request.state.request_id` reads
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        token = request_id_var.set(rid)
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
-        response.headers[REQUEST_ID_HEADER] = rid
-        return response
 
 
 def request_id(request: Request) -> str:
