@@ -109,7 +109,7 @@ def _facts() -> tuple[str, str]:
     bits = " + ".join(f"({fact}) * {1 << i}" for i, fact in enumerate(facts))
     test = " OR ".join(["bitTest(facts, 0)"] + [f"(bitTest(facts, {i}) AND bitTest(facts, {i + 1}))"
                                                 for i in range(1, len(facts), 2)])
-    return f"toUInt8({bits})", test
+    return f"toUInt32({bits})", test
 
 
 _BITS, _MAY_CHANGE = _facts()
