@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-
 from llmscope.live import LiveHub, RedisLiveHub, Subscription
 from schemas import span_columns
 from streams.stages.normalise import normalise
