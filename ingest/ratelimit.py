@@ -14,13 +14,14 @@ import base64
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from llmscope.errors import RateLimited
+from llmscope.http import AnswerHeaders
 from llmscope.redis import FailOpenRedis
 from schemas.rate_limits import RateLimits
 
@@ -189,22 +190,9 @@ class RedisRateLimiter:
         await self._redis.close()
 
 
-class RateLimitHeaders:
-    """Puts the quota left on the answer to every charged request, a 200 as well as a 429: the routes
-    leave `Quota.headers()` on the request's state (`rate_limit_headers`). Plain ASGI, as a
-    BaseHTTPMiddleware would run every export in a task group and memory streams of its own."""
+class RateLimitHeaders(AnswerHeaders):
+    """The quota left, on the answer to every charged request, a 200 as well as a 429: the routes
+    leave `Quota.headers()` on the request's state (`rate_limit_headers`)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_quota(message: Message) -> None:
-            if message["type"] == "http.response.start" and (quota := scope.get("state", {}).get("rate_limit_headers")):
-                MutableHeaders(scope=message).update(quota)
-            await send(message)
-
-        await self.app(scope, receive, send_with_quota)
+    def headers(self, scope: Scope) -> Mapping[str, str]:
+        return scope.get("state", {}).get("rate_limit_headers") or {}

@@ -45,13 +45,36 @@ class ResponseStatus:
         await self._send(message)
 
 
-class RequestIdMiddleware:
-    """Each request's id (the client's `x-request-id` when it is a sensible one): on the request's
-    state, on every log line the request causes (llmscope/logs.py) and on the answer. Plain ASGI:
-    as a BaseHTTPMiddleware it ran every request in a task group and memory streams of its own."""
+class AnswerHeaders:
+    """Middleware that adds `headers(scope)` to every HTTP answer. Plain ASGI: a BaseHTTPMiddleware
+    runs every request in a task group and memory streams of its own, which cost the ingest a
+    quarter of its CPU time (bench/ingest_per_core.py)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+
+    def headers(self, scope: Scope) -> Mapping[str, str]:
+        raise NotImplementedError
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start" and (headers := self.headers(scope)):
+                MutableHeaders(scope=message).update(headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class RequestIdMiddleware(AnswerHeaders):
+    """Each request's id (the client's `x-request-id` when it is a sensible one): on the request's
+    state, on every log line the request causes (llmscope/logs.py) and on the answer."""
+
+    def headers(self, scope: Scope) -> Mapping[str, str]:
+        return {REQUEST_ID_HEADER: scope["state"]["request_id"]}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,15 +83,9 @@ class RequestIdMiddleware:
         incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
         rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid  # what `request.state.request_id` reads
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
-            await send(message)
-
         token = request_id_var.set(rid)
         try:
-            await self.app(scope, receive, send_with_id)
+            await super().__call__(scope, receive, send)
         finally:
             request_id_var.reset(token)
 
