@@ -107,15 +107,13 @@ def _may_change(spans: pl.DataFrame) -> pl.DataFrame:
     for first, *rest in FIELDS.values():
         if rest:
             given = given | ((pl.col(first) == "") & pl.any_horizontal([pl.col(c) != "" for c in rest]))
-    facts = [given]  # one bit each, OR-ed over the trace
+    facts, may = [given.any().alias("given")], [pl.col("given")]  # per trace: does any span ...
     for first, *_ in FIELDS.values():
-        facts += [pl.col(first) != "", (pl.col("parent_span_id") != "") & (pl.col(first) == "")]
-    bits = pl.sum_horizontal([fact.cast(pl.UInt32) * (1 << i) for i, fact in enumerate(facts)])
-    traces = spans.group_by("trace_id").agg(bits.bitwise_or().alias("facts"))
-    held = [(pl.col("facts") & 1) > 0] + [((pl.col("facts") & (1 << i)) > 0) & ((pl.col("facts") & (1 << (i + 1))) > 0)
-                                         for i in range(1, len(facts), 2)]
-    may = traces.filter(pl.any_horizontal(held))["trace_id"]
-    return spans.filter(pl.col("trace_id").is_in(may.implode()))
+        facts += [(pl.col(first) != "").any().alias(f"{first} stated"),
+                  ((pl.col("parent_span_id") != "") & (pl.col(first) == "")).any().alias(f"{first} lacking")]
+        may.append(pl.col(f"{first} stated") & pl.col(f"{first} lacking"))
+    traces = spans.group_by("trace_id").agg(facts).filter(pl.any_horizontal(may))["trace_id"]
+    return spans.filter(pl.col("trace_id").is_in(traces.implode()))
 
 
 _READ = """
