@@ -1,5 +1,5 @@
 """The C heap of a long-running role: two malloc arenas, so freed memory is reused rather than
-spread over many.
+spread over many, and the free pages inside them given back to the system (keep_heap_trimmed).
 
 glibc's malloc gives threads that allocate at the same time arenas of their own, up to eight per
 core, and memory freed in one arena serves only that arena's threads. `up` runs a dozen threads
@@ -20,14 +20,45 @@ from __future__ import annotations
 
 import ctypes
 import platform
+import threading
+import time
 
 M_ARENA_MAX = -8  # <malloc.h>
 ARENA_MAX = 2
+TRIM_SECONDS = 30.0
 
 
 def bound_heap() -> bool:
     """Call first thing in a long-running process (before it starts threads). True if applied:
     glibc only (other allocators do not make an arena per thread this way)."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not _glibc():
         return False
     return bool(ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, ARENA_MAX))
+
+
+def _glibc() -> bool:
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+def keep_heap_trimmed(every: float = TRIM_SECONDS) -> threading.Thread | None:
+    """Give the free pages inside the arenas back to the system every `every` seconds, from a
+    daemon thread; None where the C library is not glibc.
+
+    glibc returns memory by itself only from the top of an arena; the free chunks between live ones
+    (an export body, a Kafka batch, a decoded batch freed around a longer-lived object) stay resident.
+    In `up` at 2,000 spans/s they grew 11 -> 30 MiB in 15 minutes, and one malloc_trim gave back
+    28 MiB. The call holds each arena's lock while it walks the free chunks and returns their pages
+    (measured: 1.6 ms for 10 MiB freed in 4 KiB holes, 22 ms for 200 MiB; a walk that finds nothing
+    new to return costs a tenth of that), so it runs every half minute, not after each batch."""
+    if not _glibc():
+        return None
+    trim = ctypes.CDLL("libc.so.6").malloc_trim
+
+    def run() -> None:  # for the life of the process
+        while True:
+            time.sleep(every)
+            trim(0)
+
+    thread = threading.Thread(target=run, name="heap-trim", daemon=True)
+    thread.start()
+    return thread

@@ -49,3 +49,41 @@ def arenas(mode: str) -> int:
 def test_threads_allocating_at_once_share_two_arenas() -> None:
     assert arenas("default") > 2  # the hazard: an arena per busy thread
     assert arenas("bound") == 2
+
+
+TRIM_PROBE = """
+import ctypes, sys, time
+from llmscope.heap import keep_heap_trimmed
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+def anon_kib():
+    line = next(l for l in open("/proc/self/status") if l.startswith("RssAnon:"))
+    return int(line.split()[1])
+
+if sys.argv[1] == "trimmed":
+    assert keep_heap_trimmed(every=0.2) is not None
+# 200 MiB in 4 KiB chunks, every 16th kept: what is freed lies between live chunks, below the top
+# of the heap, where glibc never gives it back by itself.
+blocks = [libc.malloc(4096) for _ in range(51_200)]
+for b in blocks:
+    ctypes.memset(b, 1, 4096)
+for i, b in enumerate(blocks):
+    if i % 16:
+        libc.free(b)
+time.sleep(1.0)
+print(anon_kib())
+"""
+
+
+def anon_after_frees(mode: str) -> int:
+    done = subprocess.run([sys.executable, "-c", TRIM_PROBE, mode], capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def test_freed_memory_between_live_chunks_is_given_back() -> None:
+    kept, trimmed = anon_after_frees("default"), anon_after_frees("trimmed")
+    assert kept > 150 * 1024  # the hazard: ~190 MiB freed and still resident
+    assert trimmed < kept - 120 * 1024
