@@ -5,11 +5,13 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import polars as pl
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class StoreError(Exception):
@@ -40,6 +42,10 @@ class Store(abc.ABC):
     def close(self) -> None: ...
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        # Imported here, not above: the CPU-stage processes import this module (through the CLI,
+        # their main module) but never query, and polars costs each of them ≈25 MiB of RSS.
+        import polars as pl
+
         return pl.from_arrow(self.query_arrow(sql, params))  # type: ignore[return-value]
 
     def insert_rows(
