@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llmscope import admin_client
-from llmscope.heap import bound_heap, keep_heap_trimmed
+from llmscope.heap import bound_chdb_heap, bound_heap, keep_heap_trimmed
 from llmscope.logs import configure_logging
 from llmscope.redaction import redact_url
 from llmscope.settings import Settings, SettingsError, load_settings
@@ -113,6 +113,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.role in ("tenants", "keys"):
         return admin_client.run(args, settings)
     bound_heap()  # the roles below run for weeks
+    bound_chdb_heap()
     keep_heap_trimmed()
     if args.role == "up":
         asyncio.run(roles.run_up(settings, admin_key=args.admin_key))

@@ -1,8 +1,11 @@
-"""`bound_heap` caps glibc's malloc arenas (llmscope/heap.py): counted in a fresh interpreter whose
-threads allocate at once, with and without it."""
+"""The heap settings of long-running roles (llmscope/heap.py), each checked in a fresh interpreter:
+`bound_heap` caps glibc's malloc arenas (counted with threads that allocate at once),
+`keep_heap_trimmed` gives freed holes back (resident memory after frees), and `bound_chdb_heap`
+reaches chDB's allocator (its options as chDB reports them)."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -87,3 +90,30 @@ def test_freed_memory_between_live_chunks_is_given_back() -> None:
     kept, trimmed = anon_after_frees("default"), anon_after_frees("trimmed")
     assert kept > 150 * 1024  # the hazard: ~190 MiB freed and still resident
     assert trimmed < kept - 120 * 1024
+
+
+CHDB_PROBE = """
+import os, re, sys, tempfile
+from llmscope.heap import bound_chdb_heap
+
+print(bound_chdb_heap())
+from chdb import session
+
+with tempfile.TemporaryDirectory() as path:
+    stats = session.Session(path).query("SELECT stats FROM system.jemalloc_stats", "TSVRaw").bytes().decode()
+print(re.search(r"opt.dirty_decay_ms: (\\d+)", stats)[1], re.search(r"opt.tcache_max: (\\d+)", stats)[1])
+"""
+
+
+def chdb_allocator(env: dict[str, str]) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if k != "JE_MALLOC_CONF"}
+    done = subprocess.run([sys.executable, "-c", CHDB_PROBE], capture_output=True, text=True, check=True, env=clean | env)
+    return done.stdout.split()
+
+
+def test_chdbs_allocator_returns_pages_sooner_and_caches_less_per_thread() -> None:
+    assert chdb_allocator({}) == ["True", "1000", "4096"]
+
+
+def test_an_allocator_setting_given_by_the_operator_wins() -> None:
+    assert chdb_allocator({"JE_MALLOC_CONF": "dirty_decay_ms:3000"}) == ["False", "3000", "32768"]
