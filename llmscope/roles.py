@@ -243,7 +243,7 @@ async def run_up(
     live = LiveHub()  # worker and query share the process: the live stream stays in it
     store: Store | None = None
     sink: StoreSink | None = None  # one for every worker generation: the apps' /ready watches it
-    cpu = CpuStage(settings.worker_processes)  # one for every worker generation: rotations spawn none
+    cpu = CpuStage(settings.worker_processes, settings.worker_niceness)  # one for every worker generation: rotations spawn none
 
     async def start_worker(current: Settings) -> faust.App:
         """A worker on `current`'s broker, returned once it consumes. No message may reach a new

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     sink_batch_seconds: PositiveFloat = 0.5
     sink_batch_bytes: PositiveInt = Field(16 * MiB, description="Most message bytes per worker batch.")
     worker_processes: int = Field(1, ge=0, description="Processes for decode/normalise/enrich; 0 = a thread.")
+    worker_niceness: int = Field(5, ge=0, le=19, description=(
+        "Scheduling niceness of those processes: when the cores are busy, answering exports and queries comes "
+        "before preparing spans, which wait safely in Kafka."))
     worker_name: str = "llmscope-worker"
 
     # rollups and analytics

@@ -26,14 +26,15 @@ def tune_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def _child_init(parent: int) -> None:
-    """Runs first in every CPU-stage process: the parent owns it.
+def _child_init(parent: int, niceness: int) -> None:
+    """Runs first in every CPU-stage process: the parent owns it, and yields to it for the cores.
 
     A terminal's Ctrl-C signals the whole foreground process group; the parent decides how to
     stop, so the child ignores it. And the child must not outlive the parent, even a parent
     killed with SIGKILL: the kernel's parent-death signal covers that, and a watchdog thread covers
     the case where the parent died before the signal was armed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(niceness)
     tune_collector()
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -49,8 +50,8 @@ def _child_init(parent: int) -> None:
 class CpuStage:
     """Runs `prepare` in worker processes (so `up` uses more than one core), or on a thread."""
 
-    def __init__(self, processes: int) -> None:
-        self._processes = processes
+    def __init__(self, processes: int, niceness: int = 0) -> None:
+        self._processes, self._niceness = processes, niceness
         self._pool: Executor | None = None
         self._closed = False
 
@@ -68,7 +69,7 @@ class CpuStage:
                 # spawn, not fork: the parent holds chDB, Kafka clients and threads.
                 pool = ProcessPoolExecutor(
                     self._processes, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_child_init, initargs=(os.getpid(),),
+                    initializer=_child_init, initargs=(os.getpid(), self._niceness),
                 )
                 for _ in range(self._processes):
                     pool.submit(int)  # starts the processes now, while SIGINT is ignored

@@ -35,7 +35,7 @@ def register(app: faust.App, settings: Settings, sink: StoreSink, policies: Poli
     """The agent; `cpu` is a CPU stage its owner shares and closes, or None for one of its own."""
     source = app.topic(settings.ingest_topic, value_serializer="raw", key_serializer="raw")
     deadletters = DeadLetters(app.topic(settings.deadletter_topic, value_serializer="raw", key_serializer="raw"), sink)
-    owned, cpu = cpu is None, cpu or CpuStage(settings.worker_processes)
+    owned, cpu = cpu is None, cpu or CpuStage(settings.worker_processes, settings.worker_niceness)
     marks = f"{sink.database}.{ROLLUP_DIRTY}"
 
     async def store_batch(events: list[EventT]) -> None:
