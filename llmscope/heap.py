@@ -1,5 +1,6 @@
 """The C heap of a long-running role: two malloc arenas, so freed memory is reused rather than
-spread over many, and the free pages inside them given back to the system (keep_heap_trimmed).
+spread over many, and the free pages inside them given back to the system (keep_heap_trimmed); and
+chDB's own allocator told to keep less in reserve (bound_chdb_heap).
 
 glibc's malloc gives threads that allocate at the same time arenas of their own, up to eight per
 core, and memory freed in one arena serves only that arena's threads. `up` runs a dozen threads
