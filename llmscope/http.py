@@ -66,7 +66,11 @@ class AnswerHeaders:
                 MutableHeaders(scope=message).update(headers)
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        await self.handle(scope, receive, send_with_headers)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One HTTP request, its answer sent through `send`; a subclass wraps the app here."""
+        await self.app(scope, receive, send)
 
 
 class RequestIdMiddleware(AnswerHeaders):
@@ -76,16 +80,13 @@ class RequestIdMiddleware(AnswerHeaders):
     def headers(self, scope: Scope) -> Mapping[str, str]:
         return {REQUEST_ID_HEADER: scope["state"]["request_id"]}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
         rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid  # what `request.state.request_id` reads
         token = request_id_var.set(rid)
         try:
-            await super().__call__(scope, receive, send)
+            await self.app(scope, receive, send)
         finally:
             request_id_var.reset(token)
 
