@@ -32,6 +32,18 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def cpu_stage(pid: int) -> list[int]:
+    """The CPU-stage processes below `pid` (multiprocessing's spawned children)."""
+    return [p for p in descendants(pid) if "multiprocessing.spawn" in cmdline(p)]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 def alive(pids: list[int]) -> list[str]:
     out = []
     for pid in pids:

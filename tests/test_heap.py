@@ -93,7 +93,7 @@ def test_freed_memory_between_live_chunks_is_given_back() -> None:
 
 
 CHDB_PROBE = """
-import os, re, sys, tempfile
+import re, tempfile
 from llmscope.heap import bound_chdb_heap
 
 print(bound_chdb_heap())

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from llmscope.settings import Settings
 from tests.conftest import UpProcess
-from tests.processes import descendants
+from tests.processes import cpu_stage
 
 
-def cpu_stage(up: UpProcess) -> list[int]:
-    pids = [p for p in descendants(up.process.pid) if b"multiprocessing.spawn" in Path(f"/proc/{p}/cmdline").read_bytes()]
+def cpu_stage_of(up: UpProcess) -> list[int]:
+    pids = cpu_stage(up.process.pid)
     assert pids, "up runs its CPU stage in a process of its own"
     return pids
 
@@ -26,7 +26,7 @@ def niceness(pid: int) -> int:
 
 
 def test_the_cpu_stage_processes_load_neither_polars_nor_chdb(up: UpProcess) -> None:
-    for pid in cpu_stage(up):
+    for pid in cpu_stage_of(up):
         maps = Path(f"/proc/{pid}/maps").read_text()
         assert "pyarrow" in maps  # what they do need (the Arrow batches), so the maps are the right ones
         assert "_polars_runtime" not in maps
@@ -37,4 +37,5 @@ def test_the_cpu_stage_processes_yield_the_cores_to_up(up: UpProcess) -> None:
     default = Settings.model_fields["worker_niceness"].default
     assert default > 0
     assert niceness(up.process.pid) == 0
-    assert [niceness(pid) for pid in cpu_stage(up)] == [default] * len(cpu_stage(up))
+    pids = cpu_stage_of(up)
+    assert [niceness(pid) for pid in pids] == [default] * len(pids)

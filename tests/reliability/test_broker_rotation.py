@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import UpProcess, start_up, stop_up, wait_for
-from tests.processes import alive, descendants, gone
+from tests.processes import alive, cmdline, cpu_stage, descendants, gone
 from tests.reliability.conftest import Load
 from tests.reliability.test_up_lifecycle import assert_everything_stored_once, summary, trace_ids
 
@@ -90,18 +90,7 @@ def log_count(up: UpProcess, text: str) -> int:
 
 
 def brokers(up: UpProcess) -> list[int]:
-    return [pid for pid in descendants(up.process.pid) if "tansu" in _cmdline(pid)]
-
-
-def cpu_stage(up: UpProcess) -> list[int]:
-    return [pid for pid in descendants(up.process.pid) if "multiprocessing.spawn" in _cmdline(pid)]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except FileNotFoundError:
-        return ""
+    return [pid for pid in descendants(up.process.pid) if "tansu" in cmdline(pid)]
 
 
 def test_up_rotates_its_broker_under_load_stops_the_old_one_and_stores_every_span_once(tmp_path: Path) -> None:
@@ -110,7 +99,7 @@ def test_up_rotates_its_broker_under_load_stops_the_old_one_and_stores_every_spa
         first = brokers(up)
         assert len(first) == 1, first
         load = Paced(up.ingest_url, up.key)
-        stages = Sampled(lambda: len(cpu_stage(up)))
+        stages = Sampled(lambda: len(cpu_stage(up.process.pid)))
         wait_for(lambda: log_count(up, ROTATED) >= 2, timeout=60)
         total = load.stop()
         # Every generation of workers shares one CPU stage: a rotation does not double its memory.
@@ -131,7 +120,7 @@ def test_a_cpu_stage_killed_during_a_rotation_loses_and_doubles_nothing(tmp_path
         load = Paced(up.ingest_url, up.key)
         wait_for(lambda: log_count(up, ROTATED) >= 1, timeout=60)  # the load runs: the CPU stage too
         wait_for(lambda: log_count(up, ROTATING) >= 2, timeout=60, interval=0.02)
-        killed = cpu_stage(up)
+        killed = cpu_stage(up.process.pid)
         assert killed, "no CPU-stage process to kill"
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
@@ -151,7 +140,7 @@ def test_kill_9_of_up_during_a_rotation_leaves_no_process_and_doubles_nothing_af
         wait_for(lambda: log_count(up, ROTATING) >= 1, timeout=60, interval=0.02)
         time.sleep(rng.uniform(0.0, 1.0))  # somewhere in the switch, the drain or the worker's restart
         family = descendants(up.process.pid)
-        assert len([p for p in family if "tansu" in _cmdline(p)]) == 2, "both brokers run during a rotation"
+        assert len([p for p in family if "tansu" in cmdline(p)]) == 2, "both brokers run during a rotation"
         up.process.kill()
         up.process.wait(10)
         assert not gone(family), "processes outlived up after kill -9 during a rotation"
