@@ -24,6 +24,7 @@ from llmscope.settings import Settings
 from llmscope.storage import Store
 from streams.agents import alerts, anomalies, budgets, rollups, spans, webhooks
 from streams.cpu_stage import CpuStage
+from streams.pacing import IdlePacer
 from streams.policy_cache import PolicyCache
 from streams.sink import StoreSink
 
@@ -65,8 +66,9 @@ def create_worker_app(
     process, not two)."""
     app = _faust_app(settings)
     sink = sink or StoreSink(store)
-    spans.register(app, settings, sink, PolicyCache(store, settings), live, cpu)
-    rollups.register(app, settings, store)
+    minutes_pacer = IdlePacer(settings.idle_poll_seconds)
+    spans.register(app, settings, sink, PolicyCache(store, settings), minutes_pacer.wake, live, cpu)
+    rollups.register(app, settings, store, minutes_pacer)
     alerts.register(app, settings, store, alert_clock, live)
     budgets.register(app, settings, store)
     anomalies.register(app, settings, store, live)

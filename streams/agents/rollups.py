@@ -1,7 +1,8 @@
-"""The rollup timers (leader only): minute rollups from newly stored spans every second or so,
-hour and day rollups once their late-data window has passed, and a last minute fold before the
-worker stops. Every level is recomputed from the level below, so each run is idempotent (see
-streams/compaction.py for how the totals stay exact)."""
+"""The rollup timers (leader only): minute rollups from newly stored spans a second or so after
+they are stored (the spans agent wakes an idle timer: streams/pacing.py), hour and day rollups
+once their late-data window has passed, and a last minute fold before the worker stops. Every
+level is recomputed from the level below, so each run is idempotent (see streams/compaction.py for
+how the totals stay exact)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,23 @@ import faust
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
 from streams.compaction import MinuteCompactor, compact
+from streams.pacing import IdlePacer
 
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, settings: Settings, store: Store) -> None:
+def register(app: faust.App, settings: Settings, store: Store, pacer: IdlePacer) -> None:
+    """`pacer` is woken by the spans agent once it has stored rollup marks (streams/pacing.py)."""
     minutes = MinuteCompactor(store)
+
+    async def fold() -> bool:
+        return bool(await asyncio.to_thread(minutes.run))
 
     @app.timer(interval=settings.rollup_minute_interval_seconds, on_leader=True)
     async def compact_minutes() -> None:
         """Minute rollups from the spans stored since the last run; idempotent like every level."""
         try:
-            await asyncio.to_thread(minutes.run)
+            await pacer.poll(fold)
         except StoreError as exc:
             log.warning("minute rollups failed, will retry next interval: %s", exc)
 

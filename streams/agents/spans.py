@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import faust
 import orjson
@@ -30,9 +30,10 @@ from streams.sink import StoreSink
 from streams.stages.pipeline import RawMessage
 
 
-def register(app: faust.App, settings: Settings, sink: StoreSink, policies: PolicyCache, live: LiveHub | None,
-             cpu: CpuStage | None = None) -> None:
-    """The agent; `cpu` is a CPU stage its owner shares and closes, or None for one of its own."""
+def register(app: faust.App, settings: Settings, sink: StoreSink, policies: PolicyCache, marked: Callable[[], None],
+             live: LiveHub | None, cpu: CpuStage | None = None) -> None:
+    """The agent; `marked` is called once rollup marks are stored (it wakes the minute compactor);
+    `cpu` is a CPU stage its owner shares and closes, or None for one of its own."""
     source = app.topic(settings.ingest_topic, value_serializer="raw", key_serializer="raw")
     deadletters = DeadLetters(app.topic(settings.deadletter_topic, value_serializer="raw", key_serializer="raw"), sink)
     owned, cpu = cpu is None, cpu or CpuStage(settings.worker_processes, settings.worker_niceness)
@@ -60,6 +61,7 @@ def register(app: faust.App, settings: Settings, sink: StoreSink, policies: Poli
             token = hashlib.sha256(orjson.dumps([prepared.batch_id, sorted(settled)])).hexdigest()[:32]
             rows = orjson.dumps([{"tenant_id": t, "minute": m, "batch": token} for t, m in sorted(settled)])
             await sink.write(rows, len(settled), token, table=marks)
+        marked()
 
     @app.agent(source, name="spans")
     async def process(stream: StreamT) -> None:
