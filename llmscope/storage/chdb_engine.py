@@ -12,6 +12,12 @@ import pyarrow as pa
 from llmscope.storage.base import Store, StoreError
 
 
+# The engine's MemoryWorker reads the allocator's statistics every 50 ms by default, to correct
+# the memory tracker against a server's memory limit: 0.15 % of a core in an idle `up`, where no
+# limit is ever near. Once a second does the same job (passed as a server setting of the session).
+SERVER_SETTINGS = "memory_worker_period_ms=1000"
+
+
 class ChdbStore(Store):
     def __init__(self, path: Path, database: str) -> None:
         from chdb import session
@@ -23,7 +29,7 @@ class ChdbStore(Store):
         # per-handle state (and the "open streaming query" pitfall) out of the picture.
         self._lock = threading.Lock()
         try:
-            self._session = session.Session(str(path))
+            self._session = session.Session(f"{path}?{SERVER_SETTINGS}")
         except Exception as exc:  # chDB raises bare RuntimeError when another process holds the path
             raise StoreError(f"cannot open chDB data directory {path}: {exc}") from exc
 
