@@ -104,8 +104,8 @@ class Settings(BaseSettings):
     )
     rollup_compact_interval_seconds: PositiveFloat = Field(60.0, description="How often the worker compacts hours and days.")
     idle_poll_seconds: PositiveFloat = Field(
-        10.0, description=("With no new spans, how seldom the leader looks for minute rollups to recompute (each "
-                           "second while spans arrive); spans this worker stores wake it at once.")
+        10.0, description=("With nothing to do, how seldom the leader looks for minute rollups to recompute and "
+                           "webhooks due (each second while busy); what this process stores wakes it at once.")
     )
     query_cache_ttl_seconds: float = Field(300.0, ge=0, description="Analytics cache TTL for past ranges; 0 = off.")
     query_cache_recent_ttl_seconds: float = Field(5.0, ge=0, description="TTL for ranges reaching the last minutes.")

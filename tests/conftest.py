@@ -87,8 +87,8 @@ def settings(broker: EmbeddedBroker, data_dir: Path) -> Settings:
         kafka_session_timeout_seconds=3.0,
         # Every worker shares the store's webhook outbox: only the webhook tests' own workers deliver.
         webhook_poll_seconds=3600,
-        # An idle leader's rollup poll waits this long: minute rollups then come only from the
-        # wakes of the spans the worker stores (streams/pacing.py), so a missed wake fails a test.
+        # An idle leader's polls wait this long: rollups and deliveries then come only from the
+        # wakes of what this process stores (streams/pacing.py), so a missed wake fails a test.
         idle_poll_seconds=3600,
     )
 

@@ -1,16 +1,19 @@
 """Webhook delivery: the events topic → the outbox → signed POSTs, durable across crashes.
 
 1. The fan-out agent reads each Notification from the events topic, finds the tenant's enabled
-   endpoints subscribed to the event's type (of those, an alert goes to the ones its rule names,
-   if it names any; a `webhook.test` event to its own endpoint only), inserts one outbox row per
-   (event, endpoint) that has none yet, and only then acknowledges the message. A replayed event finds its rows and inserts nothing; even if two fan-outs race, a new
-   row has version 0 and cannot replace a row that was attempted (schemas/webhook_rows.py).
-2. The delivery loop (a leader timer, every LLMSCOPE_WEBHOOK_POLL_SECONDS) takes the due pending
-   rows and starts one task per row, at most LLMSCOPE_WEBHOOK_CONCURRENCY in flight and
-   LLMSCOPE_WEBHOOK_ENDPOINT_CONCURRENCY per endpoint, so a slow receiver (each attempt has a
-   short deadline) only ever occupies its own slots. A task makes one attempt through
-   streams/webhooks, appends it to the attempts log, then writes the row's new state: delivered,
-   pending with its next attempt time, or failed (a 410 also disables the endpoint).
+   endpoints subscribed to the event's type (of those, an alert goes to the ones its rule names, if
+   it names any; a `webhook.test` event to its own endpoint only), inserts one outbox row per
+   (event, endpoint) that has none yet, and only then acknowledges the message. A replayed event
+   finds its rows and inserts nothing; even if two fan-outs race, a new row has version 0 and cannot
+   replace a row that was attempted (schemas/webhook_rows.py).
+2. The delivery loop (a leader timer, every LLMSCOPE_WEBHOOK_POLL_SECONDS; as seldom as
+   LLMSCOPE_IDLE_POLL_SECONDS while nothing is due, but new rows written in this process and retries
+   falling due wake it: streams/pacing.py, llmscope/wakeups.py) takes the due pending rows and
+   starts one task per row, at most LLMSCOPE_WEBHOOK_CONCURRENCY in flight and
+   LLMSCOPE_WEBHOOK_ENDPOINT_CONCURRENCY per endpoint, so a slow receiver (each attempt has a short
+   deadline) only ever occupies its own slots. A task makes one attempt through streams/webhooks,
+   appends it to the attempts log, then writes the row's new state: delivered, pending with its next
+   attempt time, or failed (a 410 also disables the endpoint).
 
 Durable: the state is the outbox, not memory. A worker killed while a row waits or retries leaves
 the row pending, and the next leader attempts it when it is due. A row recorded delivered is never
@@ -33,6 +36,7 @@ from faust.types import StreamT
 
 from llmscope.metrics import WEBHOOK_DELIVERIES
 from llmscope.settings import Settings
+from llmscope.wakeups import WEBHOOK_OUTBOX, listen, notify
 from llmscope.storage import Store, StoreError
 from schemas.alert_events import AlertFiringEvent, AlertResolvedEvent, WebhookTestEvent, parse_event
 from schemas.alert_rows import read_rule
@@ -51,6 +55,7 @@ from schemas.webhook_rows import (
     write_endpoint,
 )
 from schemas.webhooks import StoredEndpoint
+from streams.pacing import IdlePacer
 from streams.read_ahead import read_ahead
 from streams.retrying import retrying
 from streams.webhooks import Outcome, attempt, next_delay, render, webhook_client
@@ -74,6 +79,8 @@ def fan_out(store: Store, note: Notification) -> list[Delivery]:
     now = _now()
     new = [Delivery.new(note.tenant_id, e.id, event, now, render(event, e.format)) for e in endpoints if e.id not in have]
     insert_new_deliveries(store, new)
+    if new:
+        notify(WEBHOOK_OUTBOX)
     return new
 
 
@@ -97,19 +104,20 @@ class DeliveryLoop:
                                       connect_timeout=min(CONNECT_TIMEOUT, settings.webhook_timeout_seconds),
                                       read_timeout=settings.webhook_timeout_seconds)
         self._in_flight: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        self.pacer = IdlePacer(settings.idle_poll_seconds)
+        self._stop_listening = listen(WEBHOOK_OUTBOX, self.pacer.wake)  # new rows, from the fan-out or the API
 
-    async def tick(self) -> int:
-        """Start attempts for due rows while slots are free; returns how many started."""
+    async def tick(self) -> bool:
+        """Start attempts for due rows while slots are free; returns whether any are in flight."""
         s = self._settings
         free = s.webhook_concurrency - len(self._in_flight)
         if free <= 0:
-            return 0
+            return True
         due = await asyncio.to_thread(due_deliveries, self._store, _now(), s.webhook_endpoint_concurrency,
                                       free + len(self._in_flight))
         due = [d for d in due if d.key() not in self._in_flight][:free]
         busy = Counter(key[:2] for key in self._in_flight)
         endpoints = await asyncio.to_thread(endpoints_by_id, self._store, {(d.tenant_id, d.endpoint_id) for d in due})
-        started = 0
         for d in due:
             where = (d.tenant_id, d.endpoint_id)
             if busy[where] >= s.webhook_endpoint_concurrency:
@@ -118,14 +126,14 @@ class DeliveryLoop:
             task = asyncio.create_task(self._deliver(d, endpoints.get(where)))
             self._in_flight[d.key()] = task
             task.add_done_callback(functools.partial(self._finished, d.key()))
-            started += 1
-        return started
+        return bool(self._in_flight)
 
     def _finished(self, key: tuple[str, str, str], _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(key, None)
 
     async def close(self) -> None:
         """Stop: attempts in flight are abandoned (their rows stay pending for the next leader)."""
+        self._stop_listening()
         tasks = list(self._in_flight.values())
         for task in tasks:
             task.cancel()
@@ -165,6 +173,8 @@ class DeliveryLoop:
                                   next_attempt_at=next_at or done, last_status_code=outcome.status,
                                   last_error=_last_error(outcome, next_at, number), updated_at=done)
         await self._write("record a webhook delivery's state", write_delivery, after)
+        if next_at is not None:
+            self.pacer.wake((next_at - done).total_seconds())
 
     async def _write(self, what: str, write: Any, *args: Any) -> None:
         await retrying(what, lambda: asyncio.to_thread(write, self._store, *args))
@@ -206,7 +216,7 @@ def register(app: faust.App, settings: Settings, store: Store) -> DeliveryLoop:
     async def deliver_webhooks() -> None:
         """Start attempts for due deliveries; never waits for a receiver."""
         try:
-            await loop.tick()
+            await loop.pacer.poll(loop.tick)
         except StoreError as exc:
             log.warning("could not read due webhook deliveries, will retry next interval: %s", exc)
 

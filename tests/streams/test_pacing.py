@@ -70,6 +70,24 @@ async def test_a_wake_during_a_run_is_kept_for_the_next_tick() -> None:
     assert await ticks(pacer, poll, clock, 5) == 0
 
 
+async def test_a_wake_for_later_looks_once_that_time_has_come() -> None:
+    clock, poll = Clock(), Poll()
+    pacer = IdlePacer(60.0, clock)
+    await ticks(pacer, poll, clock, 1)
+    pacer.wake(3.5)  # a retry due in 3.5 s
+    pacer.wake(7.0)
+    assert [await ticks(pacer, poll, clock, 1) for _ in range(8)] == [0, 0, 0, 1, 0, 0, 1, 0]
+
+
+async def test_a_later_wake_outlives_looks_made_before_its_time() -> None:
+    clock, poll = Clock(), Poll()
+    pacer = IdlePacer(60.0, clock)
+    await ticks(pacer, poll, clock, 1)
+    pacer.wake(5.0)
+    pacer.wake()  # something else is looked at first; the retry is still due in 4 s
+    assert [await ticks(pacer, poll, clock, 1) for _ in range(6)] == [1, 0, 0, 0, 1, 0]
+
+
 async def test_a_failed_poll_is_tried_again_at_the_next_tick() -> None:
     clock = Clock()
     pacer = IdlePacer(10.0, clock)
