@@ -18,9 +18,14 @@ _listeners: defaultdict[str, list[Callable[[], None]]] = defaultdict(list)
 
 
 def listen(subject: str, wake: Callable[[], None]) -> Callable[[], None]:
-    """Call `wake` after each write of `subject` in this process; returns what stops it."""
+    """Call `wake` after each write of `subject` in this process; returns what stops it (once or more)."""
     _listeners[subject].append(wake)
-    return lambda: _listeners[subject].remove(wake)
+
+    def stop() -> None:
+        if wake in _listeners[subject]:
+            _listeners[subject].remove(wake)
+
+    return stop
 
 
 def notify(subject: str) -> None:

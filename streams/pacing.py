@@ -1,12 +1,12 @@
 """When a leader's store poll may skip its tick.
 
 The minute compactor and the webhook delivery loop looked at the store every second for new work:
-most of an idle `up`'s CPU. An `IdlePacer` keeps the one-second cadence while there is work, and
-once a poll finds none, skips ticks for up to `idle_seconds`. What this process writes wakes it at
-once: the spans agent after storing rollup marks; new outbox rows, from the webhook fan-out or the
-query API (llmscope/wakeups.py); a delivery scheduling its retry, at its due time. So in `up`, and
-on a single worker, nothing waits longer than before. In a cluster, work another process wrote is
-found within `idle_seconds` once the leader has gone idle.
+about 40 % of an idle `up`'s CPU. An `IdlePacer` keeps the one-second cadence while there is work,
+and once a poll finds none, skips ticks for up to `idle_seconds`. What this process writes wakes it
+at once: the spans agent after storing rollup marks; new outbox rows, from the webhook fan-out or
+the query API (llmscope/wakeups.py); a delivery scheduling its retry, at its due time. So in `up`,
+and on a single worker, nothing waits longer than before. In a cluster, work another process wrote
+is found within `idle_seconds` once the leader has gone idle.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ def test_a_write_wakes_each_listener_of_its_subject_until_it_stops() -> None:
     stop_a()
     notify("test subject")
     stop_b()
+    stop_b()  # a second stop changes nothing
     notify("test subject")
     assert woken == ["a", "b", "b"]
 

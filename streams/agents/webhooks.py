@@ -36,8 +36,8 @@ from faust.types import StreamT
 
 from llmscope.metrics import WEBHOOK_DELIVERIES
 from llmscope.settings import Settings
-from llmscope.wakeups import WEBHOOK_OUTBOX, listen, notify
 from llmscope.storage import Store, StoreError
+from llmscope.wakeups import WEBHOOK_OUTBOX, listen, notify
 from schemas.alert_events import AlertFiringEvent, AlertResolvedEvent, WebhookTestEvent, parse_event
 from schemas.alert_rows import read_rule
 from schemas.messages import MalformedMessage
