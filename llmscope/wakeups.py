@@ -1,8 +1,9 @@
 """Wake-ups within one process: a writer tells the pollers here that it stored what they look for.
 
 A leader's poll waits a while between looks at the store once it keeps finding nothing
-(streams/pacing.py). A write made in the same process wakes it at once; in `up` the query API and
-the worker are one process, so a test webhook the API queues is sent within the poll interval.
+(streams/pacing.py). A write made in the same process wakes it at once (new outbox rows notify in
+schemas/webhook_rows.py, whoever inserts them); in `up` the query API and the worker are one
+process, so a test webhook the API queues is sent within the poll interval.
 Writes from other processes are not seen here: the poll finds them at its next look, so a
 wake-up only ever shortens a wait. Listeners may be called from any thread.
 """

@@ -23,7 +23,6 @@ from pydantic import BaseModel, Field
 from llmscope.errors import BadRequest, NotFound
 from llmscope.netguard import vet_url
 from llmscope.storage import Store
-from llmscope.wakeups import WEBHOOK_OUTBOX, notify
 from query.deps import AlertsWriter, Reader, StoreDep
 from query.envelope import Envelope, Page
 from schemas.alert_events import webhook_test_event
@@ -208,7 +207,6 @@ async def test_endpoint(endpoint_id: EndpointId, principal: AlertsWriter, store:
     now = _now()
     delivery = Delivery.new(principal.tenant_id, endpoint.id, webhook_test_event(endpoint.id, now), now)
     await asyncio.to_thread(insert_new_deliveries, store, [delivery])
-    notify(WEBHOOK_OUTBOX)  # in `up` the worker's delivery loop is in this process: it goes now
     return DeliveryResponse(data=_delivery_out(delivery, []))
 
 

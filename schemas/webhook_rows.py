@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from llmscope.storage import Store
+from llmscope.wakeups import WEBHOOK_OUTBOX, notify
 from schemas.alert_events import WebhookEvent, event_json
 from schemas.webhooks import PreviousSecret, StoredEndpoint
 
@@ -133,8 +134,11 @@ class Delivery:
 
 
 def insert_new_deliveries(store: Store, deliveries: list[Delivery]) -> None:
-    """New rows at version 0: never above a row already attempted with the same key."""
-    store.insert_rows(f"{store.database}.webhook_deliveries", [d._row(0) for d in deliveries])
+    """New rows at version 0: never above a row already attempted with the same key. They are due
+    at once, so a delivery loop in this process is woken (llmscope/wakeups.py)."""
+    if deliveries:
+        store.insert_rows(f"{store.database}.webhook_deliveries", [d._row(0) for d in deliveries])
+        notify(WEBHOOK_OUTBOX)
 
 
 def write_delivery(store: Store, delivery: Delivery) -> None:

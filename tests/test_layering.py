@@ -5,7 +5,7 @@
     plumbing           llmscope/ (auth, http, kafka, live, redis, …): imports no stage
     contracts          schemas/: imports only the plumbing's leaves
     leaves             llmscope/errors.py, llmscope/settings.py, llmscope/storage/, llmscope/netguard.py,
-                       llmscope/tls.py, llmscope/redaction.py:
+                       llmscope/tls.py, llmscope/redaction.py, llmscope/wakeups.py:
                        import only leaves
 
 and inside the worker, the pure stages (streams/stages/) do no I/O: of the plumbing they use only
@@ -26,7 +26,8 @@ PACKAGES = ("llmscope", "schemas", "ingest", "streams", "query", "dashboards")
 STAGES = ("ingest", "streams", "query", "dashboards")
 COMPOSITION_ROOT = ("llmscope.cli", "llmscope.roles")
 # netguard: which destinations an outbound URL may reach; the webhook contract checks a URL's form with it.
-LEAVES = ("llmscope.errors", "llmscope.settings", "llmscope.storage", "llmscope.netguard", "llmscope.tls", "llmscope.redaction")
+LEAVES = ("llmscope.errors", "llmscope.settings", "llmscope.storage", "llmscope.netguard", "llmscope.tls", "llmscope.redaction",
+          "llmscope.wakeups")
 PURE = "streams.stages"
 PURE_PLUMBING = ("llmscope.errors", "llmscope.settings")  # all of the plumbing a pure stage may use
 IO_LIBRARIES = ("faust", "aiokafka", "redis", "chdb", "clickhouse_connect", "uvicorn", "httpx")

@@ -37,7 +37,7 @@ from faust.types import StreamT
 from llmscope.metrics import WEBHOOK_DELIVERIES
 from llmscope.settings import Settings
 from llmscope.storage import Store, StoreError
-from llmscope.wakeups import WEBHOOK_OUTBOX, listen, notify
+from llmscope.wakeups import WEBHOOK_OUTBOX, listen
 from schemas.alert_events import AlertFiringEvent, AlertResolvedEvent, WebhookTestEvent, parse_event
 from schemas.alert_rows import read_rule
 from schemas.messages import MalformedMessage
@@ -79,8 +79,6 @@ def fan_out(store: Store, note: Notification) -> list[Delivery]:
     now = _now()
     new = [Delivery.new(note.tenant_id, e.id, event, now, render(event, e.format)) for e in endpoints if e.id not in have]
     insert_new_deliveries(store, new)
-    if new:
-        notify(WEBHOOK_OUTBOX)
     return new
 
 
