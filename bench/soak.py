@@ -13,7 +13,7 @@ replacements; then `up` is stopped with SIGTERM and the drain timed.
     python bench/soak.py                      # 30 minutes at 1000 spans/s
     python bench/soak.py --minutes 3 --rate 2000
     python bench/soak.py --hours 2 --samples soak.samples
-    LLMSCOPE_BROKER_ROTATE_MIB=64 python bench/soak.py --minutes 45 --rate 3000   # rotations sooner
+    LLMSCOPE_BROKER_ROTATE_MIB=32 python bench/soak.py --minutes 45 --rate 3000   # rotations sooner
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ from otlp_load import build_bodies  # noqa: E402
 MiB = 1024 * 1024
 
 
-def rss(pid: int) -> int:
+def rss(pid: int, field: str = "VmRSS") -> int:
+    """Resident bytes; `field="RssAnon"` for the anonymous part alone (heaps, stacks), which tells
+    the allocators' growth apart from more of a library's pages being read in."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except FileNotFoundError:
         pass
@@ -117,6 +119,7 @@ class Sample:
     errors: dict[str, int]
     brokers: frozenset[int] = frozenset()
     pss: int = 0  # all of `up`'s processes, shared pages counted once
+    up_anon: int = 0  # the anonymous part of `up`'s RSS
 
     @property
     def total(self) -> int:
@@ -124,13 +127,13 @@ class Sample:
 
 
 COLUMNS = (f"{'t s':>7} {'spans/s':>8} {'p99 ms':>7} {'fresh s':>7} {'up MiB':>7} {'pool MiB':>8} {'tansu MiB':>9} "
-           f"{'total MiB':>9} {'PSS MiB':>7} {'brokers':>7} {'spans':>10}  errors")
+           f"{'total MiB':>9} {'PSS MiB':>7} {'up anon':>7} {'brokers':>7} {'spans':>10}  errors")
 
 
 def row(s: Sample, rotations: int) -> str:
     fresh = f"{s.freshness_s:7.2f}" if s.freshness_s is not None else "  never"
     return (f"{s.t:7.0f} {s.spans_per_s:8.0f} {s.p99_ms:7.0f} {fresh} {s.up / MiB:7.0f} {s.workers / MiB:8.0f} "
-            f"{s.tansu / MiB:9.0f} {s.total / MiB:9.0f} {s.pss / MiB:7.0f} {f'{len(s.brokers)}/{rotations}':>7} {s.total_spans:10d}  "
+            f"{s.tansu / MiB:9.0f} {s.total / MiB:9.0f} {s.pss / MiB:7.0f} {s.up_anon / MiB:7.0f} {f'{len(s.brokers)}/{rotations}':>7} {s.total_spans:10d}  "
             f"{fmt_errors(s.errors)}")
 
 
@@ -218,6 +221,7 @@ async def soak(args: argparse.Namespace, up: subprocess.Popen[bytes], ingest: st
                 p99_ms=(lat[int(0.99 * (len(lat) - 1))] * 1000) if lat else 0.0,
                 freshness_s=fresh, up=up_rss, workers=pool_rss, tansu=tansu_rss,
                 total_spans=run.total_spans, errors=window.errors, brokers=brokers, pss=family_pss(up.pid),
+                up_anon=rss(up.pid, "RssAnon"),
             )
             samples.append(s)
             emit(out, row(s, len(seen) - 1))
@@ -267,7 +271,7 @@ def summary(samples: list[Sample], warmup_s: float) -> list[str]:
     hours = (steady[-1].t - steady[0].t) / 3600
     lines.append(f"  RSS after a warm-up of {steady[0].t / 60:.1f} min, over {hours * 60:.1f} min: "
                  "first -> last (min..max), trend")
-    for name, get in (("up", lambda s: s.up), ("worker pool", lambda s: s.workers),
+    for name, get in (("up", lambda s: s.up), ("up anonymous", lambda s: s.up_anon), ("worker pool", lambda s: s.workers),
                       ("tansu", lambda s: s.tansu), ("total", lambda s: s.total), ("PSS total", lambda s: s.pss)):
         values = [get(s) for s in steady]
         slope = _slope([(s.t / 3600, get(s)) for s in steady])
