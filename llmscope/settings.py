@@ -189,7 +189,7 @@ class Settings(BaseSettings):
     # --- the embedded broker of `up` (llmscope/broker_rotation.py) ---
     # tansu's memory engine keeps every message: `up` moves to a fresh broker (and stops the old
     # one) once this one holds this much. Production Kafka keeps its own retention.
-    broker_rotate_mib: PositiveInt = Field(128, description="`up` replaces its embedded broker once it uses this much memory.")
+    broker_rotate_mib: PositiveInt = Field(64, description="`up` replaces its embedded broker once it uses this much memory.")
     broker_rotate_seconds: float = Field(0.0, ge=0, description="`up` also replaces it after this long; 0 = by memory only.")
     broker_rotate_check_seconds: PositiveFloat = Field(10.0, description="How often `up` looks at its broker's memory.")
     # --- end embedded broker ---
