@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -20,7 +21,7 @@ from llmscope.settings import Settings, load_settings
 from llmscope.storage import Store, StoreError
 from query.app import create_query_app
 from query.cache import LocalCache, NullCache, RedisCache, ResultCache, make_cache
-from query.analytics import segments
+from query.analytics import plan, question, segments
 from schemas.rollup import RELATIVE_ERROR, histogram_of, quantile_from_histogram, read_watermarks
 from schemas.span import Span
 from schemas.times import floor_day
@@ -163,6 +164,24 @@ def test_segments_are_disjoint_and_use_the_coarsest_level() -> None:
     # Nothing compacted yet: all minutes.
     empty = [(lv[0], lv[1], lv[2], datetime(1970, 1, 1, tzinfo=timezone.utc)) for lv in levels[:2]] + [levels[2]]
     assert [s[0] for s in segments(t(1, 10, 7), t(5, 13, 12), empty)] == ["rollup_minute"]
+
+
+def test_a_day_or_less_is_read_from_the_minutes_alone_while_they_are_kept() -> None:
+    t = lambda d, h, m=0: datetime(2025, 1, d, h, m, tzinfo=timezone.utc)  # noqa: E731
+    marks = {"day": t(5, 0), "hour": t(5, 12)}  # compacted up to these
+
+    def tables(start: datetime, end: datetime, minutes_since: datetime, interval: int | None = None) -> set[str]:
+        sql, _, _ = plan(question("a", start, end, {}, interval, None), marks, minutes_since, "db")
+        return set(re.findall(r"db\.(rollup_\w+)", sql))
+
+    kept_since = t(1, 0)
+    # The last 24 h, not aligned to minutes: one subquery, not a minute, an hour and a minute segment.
+    assert tables(t(4, 10, 7) + timedelta(seconds=30), t(5, 10, 7) + timedelta(seconds=30), kept_since) == {"rollup_minute"}
+    assert tables(t(4, 10), t(5, 10), kept_since, interval=3600) == {"rollup_minute"}
+    # Longer ranges still use the coarser levels where they are complete.
+    assert tables(t(3, 10, 7), t(5, 10, 7), kept_since) == {"rollup_minute", "rollup_hour", "rollup_day"}
+    # A day older than the minutes' retention: only the hours still hold it.
+    assert "rollup_hour" in tables(t(4, 10), t(5, 10), minutes_since=t(4, 12))
 
 
 @pytest.mark.parametrize("filters", [
