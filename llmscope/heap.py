@@ -31,8 +31,9 @@ ARENA_MAX = 2
 TRIM_SECONDS = 30.0
 # chDB's jemalloc, read from the environment when the library loads: freed pages back to the system
 # after 1 s rather than 5, and smaller per-thread caches (objects up to 4 KiB rather than 32, half the
-# slots). chDB's pool parks every thread it ever started (`up` has ~180 after a few minutes at 1,000
-# spans/s), each with a cache of its own: they held 108 MiB after 10 minutes, 25 with this.
+# slots). chDB's pool parks every thread it ever started (`up` had ~180 after a few minutes at 1,000
+# spans/s; ~80 since outdated parts are removed in turn, see storage/chdb_engine.py), each with a cache
+# of its own: they held 108 MiB after 10 minutes, 25 with this.
 CHDB_MALLOC_CONF = "dirty_decay_ms:1000,tcache_max:4096,lg_tcache_nslots_mul:-1"
 
 
