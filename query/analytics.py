@@ -94,12 +94,11 @@ def default_interval(span: timedelta) -> int:
 
 
 def plan(
-    q: Question, marks: Mapping[str, datetime], minutes_since: datetime, database: str,
+    q: Question, marks: Mapping[str, datetime], now: datetime, database: str,
     order: str = "", limit: int | None = None, latency: bool = True,
 ) -> tuple[str, dict[str, Any], Source]:
     """(SQL, parameters, source) of one row per (t, g): counters, cost, and p50/p95/p99. `marks` are
-    the compaction watermarks (level -> rows complete before); `minutes_since`: the minute rollups
-    hold every minute from then on (their retention).
+    the compaction watermarks (level -> rows complete before).
 
     Merging histograms is the dearest part of the query, so `latency=False` skips it (nulls)."""
     step = q.interval or 0
@@ -129,7 +128,9 @@ def plan(
         # Each level's segment is a subquery of its own, and planning one costs more than reading a
         # day of minutes (which a day's timeseries in 5-minute buckets reads anyway): a 24 h summary
         # took 40 ms p50 from three levels, 16 ms from the minutes alone (10M spans of bench/seed_spans.py).
-        coarse = q.end - q.start > MINUTES_ONLY or q.start < minutes_since
+        # Only within the last day: the minutes' TTL is the retention when they were created (a day or
+        # more), so older minutes may be gone where the hours still hold them.
+        coarse = q.end - q.start > MINUTES_ONLY or q.start < now - MINUTES_ONLY
         levels = [(table, col, s, marks.get(col, EPOCH) if col != "minute" else q.end)
                   for table, col, s in ROLLUP_LEVELS if (not step or step % s == 0) and (coarse or col == "minute")]
         for i, (table, col, lo, hi) in enumerate(segments(q.start, q.end, levels)):

@@ -157,8 +157,7 @@ async def _frame(
 ) -> tuple[pl.DataFrame, Source]:
     """One row per (t, g) (see analytics.plan), and which source answered."""
     marks = await request.app.state.watermarks.get() if not q.raw else {}
-    minutes_since = datetime.now(timezone.utc) - timedelta(days=request.app.state.settings.retention_days)
-    sql, params, source = plan(q, marks, minutes_since, store.database, order, limit, latency)
+    sql, params, source = plan(q, marks, datetime.now(timezone.utc), store.database, order, limit, latency)
     return await store.aquery(sql, params), source
 
 

@@ -166,22 +166,22 @@ def test_segments_are_disjoint_and_use_the_coarsest_level() -> None:
     assert [s[0] for s in segments(t(1, 10, 7), t(5, 13, 12), empty)] == ["rollup_minute"]
 
 
-def test_a_day_or_less_is_read_from_the_minutes_alone_while_they_are_kept() -> None:
+def test_the_last_day_is_read_from_the_minutes_alone() -> None:
     t = lambda d, h, m=0: datetime(2025, 1, d, h, m, tzinfo=timezone.utc)  # noqa: E731
     marks = {"day": t(5, 0), "hour": t(5, 12)}  # compacted up to these
+    now = t(5, 13, 12)
 
-    def tables(start: datetime, end: datetime, minutes_since: datetime, interval: int | None = None) -> set[str]:
-        sql, _, _ = plan(question("a", start, end, {}, interval, None), marks, minutes_since, "db")
+    def tables(start: datetime, end: datetime, interval: int | None = None) -> set[str]:
+        sql, _, _ = plan(question("a", start, end, {}, interval, None), marks, now, "db")
         return set(re.findall(r"db\.(rollup_\w+)", sql))
 
-    kept_since = t(1, 0)
     # The last 24 h, not aligned to minutes: one subquery, not a minute, an hour and a minute segment.
-    assert tables(t(4, 10, 7) + timedelta(seconds=30), t(5, 10, 7) + timedelta(seconds=30), kept_since) == {"rollup_minute"}
-    assert tables(t(4, 10), t(5, 10), kept_since, interval=3600) == {"rollup_minute"}
+    assert tables(now - timedelta(days=1, seconds=30), now) == {"rollup_minute"}
+    assert tables(t(4, 14), t(5, 13), interval=3600) == {"rollup_minute"}
     # Longer ranges still use the coarser levels where they are complete.
-    assert tables(t(3, 10, 7), t(5, 10, 7), kept_since) == {"rollup_minute", "rollup_hour", "rollup_day"}
-    # A day older than the minutes' retention: only the hours still hold it.
-    assert "rollup_hour" in tables(t(4, 10), t(5, 10), minutes_since=t(4, 12))
+    assert tables(t(3, 10, 7), t(5, 10, 7)) == {"rollup_minute", "rollup_hour", "rollup_day"}
+    # An older day: its minutes may have outlived their retention, while the hours still hold it.
+    assert tables(t(3, 10, 7), t(4, 10, 7)) == {"rollup_minute", "rollup_hour"}
 
 
 @pytest.mark.parametrize("filters", [
