@@ -128,8 +128,8 @@ def plan(
         # Each level's segment is a subquery of its own, and planning one costs more than reading a
         # day of minutes (which a day's timeseries in 5-minute buckets reads anyway): a 24 h summary
         # took 40 ms p50 from three levels, 16 ms from the minutes alone (10M spans of bench/seed_spans.py).
-        # Only within the last day: the minutes' TTL is the retention when they were created (a day or
-        # more), so older minutes may be gone where the hours still hold them.
+        # Only within the last day: the minutes' TTL is the retention when their table was created (a day
+        # or more), so older minutes may be gone where the hours still hold them.
         coarse = q.end - q.start > MINUTES_ONLY or q.start < now - MINUTES_ONLY
         levels = [(table, col, s, marks.get(col, EPOCH) if col != "minute" else q.end)
                   for table, col, s in ROLLUP_LEVELS if (not step or step % s == 0) and (coarse or col == "minute")]
